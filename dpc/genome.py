@@ -1,0 +1,265 @@
+"""The genome: B branches, each an input and an operation; immutable and hashable.
+
+Input -1 is the backbone feature map F; input i >= 0 is branch i's output (i < own index),
+the convention of the reference DeepLab JSON. One genome type is used by every part of
+the project; the encodings below all round-trip exactly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from .ops import NUM_OPS, OPS, Op, as_op
+
+FEATURES = -1  # input id of the backbone feature map
+DEFAULT_BRANCHES = 5
+
+
+class GenomeError(ValueError):
+    """A genome, or an encoding of one, lies outside the search space."""
+
+
+@dataclass(frozen=True)
+class Branch:
+    input: int
+    op: Op
+
+    @property
+    def op_index(self) -> int:
+        return self.op.index
+
+
+def space_size(branches: int = DEFAULT_BRANCHES) -> int:
+    """B! x 81^B: branch b has b + 1 possible inputs and 81 operations."""
+    if branches < 1:
+        raise GenomeError(f"number of branches must be >= 1, got {branches}")
+    return math.factorial(branches) * NUM_OPS**branches
+
+
+def _check_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if hasattr(value, "__index__") and not isinstance(value, bool):
+            return int(value)
+        raise GenomeError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Genome:
+    branches: tuple[Branch, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.branches, tuple):
+            object.__setattr__(self, "branches", tuple(self.branches))
+        if len(self.branches) < 1:
+            raise GenomeError("a genome needs at least one branch")
+        for b, branch in enumerate(self.branches):
+            if not isinstance(branch, Branch):
+                raise GenomeError(f"branch {b}: expected a Branch, got {type(branch).__name__}")
+            inp = _check_int(branch.input, f"branch {b}: input")
+            if not FEATURES <= inp < b:
+                raise GenomeError(
+                    f"branch {b}: input {inp} out of range (must be -1 for the features or an earlier branch 0..{b - 1})"
+                    if b
+                    else f"branch 0: input {inp} out of range (branch 0 can only read the features, -1)"
+                )
+            try:
+                as_op(branch.op)
+            except ValueError as e:
+                raise GenomeError(f"branch {b}: {e}") from None
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def of(cls, *pairs: tuple[int, Op | int | str]) -> Genome:
+        """``Genome.of((-1, "conv1x1"), (0, "sep3x3_6x6"))``."""
+        out = []
+        for b, pair in enumerate(pairs):
+            try:
+                inp, op = pair
+                out.append(Branch(_check_int(inp, f"branch {b}: input"), as_op(op)))
+            except GenomeError:
+                raise
+            except (ValueError, TypeError) as e:
+                raise GenomeError(f"branch {b}: {e}") from None
+        return cls(tuple(out))
+
+    @property
+    def num_branches(self) -> int:
+        return len(self.branches)
+
+    def __len__(self) -> int:
+        return len(self.branches)
+
+    def __iter__(self):
+        return iter(self.branches)
+
+    # -- integer vector [in_0, op_0, in_1, op_1, ...] --------------------------------------
+    def to_vector(self) -> list[int]:
+        return [v for br in self.branches for v in (br.input, br.op.index)]
+
+    @classmethod
+    def from_vector(cls, vector: Sequence[int]) -> Genome:
+        try:
+            values = list(vector)
+        except TypeError:
+            raise GenomeError(f"vector must be a sequence of integers, got {vector!r}") from None
+        if not values or len(values) % 2:
+            raise GenomeError(f"vector must have an even, non-zero length [in_0, op_0, ...], got {len(values)}")
+        return cls.of(*zip(values[0::2], values[1::2]))
+
+    # -- Optuna-style params {"b0_input": -1, "b0_op": "conv1x1", ...} ----------------------
+    def to_params(self) -> dict[str, int | str]:
+        params: dict[str, int | str] = {}
+        for b, br in enumerate(self.branches):
+            params[f"b{b}_input"] = br.input
+            params[f"b{b}_op"] = br.op.name
+        return params
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Genome:
+        if not isinstance(params, Mapping):
+            raise GenomeError(f"params must be a mapping, got {type(params).__name__}")
+        n = 0
+        while f"b{n}_op" in params:
+            n += 1
+        if n == 0:
+            raise GenomeError("params hold no branch (expected keys b0_input, b0_op, ...)")
+        pairs = []
+        for b in range(n):
+            if f"b{b}_input" not in params:
+                raise GenomeError(f"branch {b}: params lack b{b}_input")
+            pairs.append((params[f"b{b}_input"], params[f"b{b}_op"]))
+        return cls.of(*pairs)
+
+    # -- one-line human string "F:sep3x3_1x6 0:sep3x3_18x15 ..." --------------------------
+    def __str__(self) -> str:
+        return " ".join(f"{'F' if br.input == FEATURES else br.input}:{br.op.name}" for br in self.branches)
+
+    def __repr__(self) -> str:
+        return f"Genome('{self}')"
+
+    @classmethod
+    def parse(cls, text: str) -> Genome:
+        if not isinstance(text, str):
+            raise GenomeError(f"genome string must be str, got {type(text).__name__}")
+        tokens = text.replace(",", " ").split()
+        if not tokens:
+            raise GenomeError("empty genome string; expected e.g. 'F:conv1x1 0:sep3x3_6x6'")
+        pairs = []
+        for b, token in enumerate(tokens):
+            inp, sep, op = token.partition(":")
+            if not sep:
+                raise GenomeError(f"branch {b}: token {token!r} is not INPUT:OP (e.g. F:conv1x1)")
+            if inp.upper() == "F":
+                pairs.append((FEATURES, op))
+            elif inp.lstrip("-").isdigit():
+                pairs.append((int(inp), op))
+            else:
+                raise GenomeError(f"branch {b}: input {inp!r} must be F or a branch number")
+        return cls.of(*pairs)
+
+    # -- DeepLab JSON ----------------------------------------------------------------------
+    def to_deeplab(self) -> list[dict[str, Any]]:
+        out = []
+        for br in self.branches:
+            op = br.op
+            if op.kind == "conv1x1":
+                out.append({"kernel": 1, "op": "conv", "input": br.input})
+            elif op.kind == "sep3x3":
+                out.append({"kernel": 3, "rate": list(op.size), "op": "conv", "input": br.input})
+            else:
+                out.append({"op": "pyramid_pooling", "grid_size": list(op.size), "input": br.input})
+        return out
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_deeplab(), **kwargs)
+
+    @classmethod
+    def from_deeplab(cls, cell: Any) -> Genome:
+        from .deeplab_json import branches_from_deeplab
+
+        return cls.of(*branches_from_deeplab(cell))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Genome:
+        try:
+            cell = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+            raise GenomeError(f"malformed cell JSON: {e}") from None
+        return cls.from_deeplab(cell)
+
+    # -- canonical form and hash -------------------------------------------------------------
+    def _children(self) -> dict[int, list[int]]:
+        children: dict[int, list[int]] = {FEATURES: []}
+        for b, br in enumerate(self.branches):
+            children.setdefault(b, [])
+            children[br.input].append(b)
+        return children
+
+    def canonical_string(self) -> str:
+        """AHU encoding of the rooted, op-labelled tree hanging from F.
+
+        Each branch reads exactly one input, so a cell is a tree rooted at F; since the
+        concat is followed by a 1x1 projection, branch order does not change the function
+        class, and two cells are equivalent iff their labelled trees are isomorphic.
+        """
+        children = self._children()
+
+        def enc(node: int) -> str:
+            label = "F" if node == FEATURES else self.branches[node].op.name
+            kids = sorted(enc(c) for c in children[node])
+            return f"{label}({','.join(kids)})"
+
+        return enc(FEATURES)
+
+    def canonical_hash(self) -> str:
+        return hashlib.sha256(self.canonical_string().encode()).hexdigest()[:16]
+
+    def canonical(self) -> Genome:
+        """The representative of this genome's equivalence class (pre-order, sorted children)."""
+        children = self._children()
+        memo: dict[int, str] = {}
+
+        def enc(node: int) -> str:
+            if node not in memo:
+                label = "F" if node == FEATURES else self.branches[node].op.name
+                memo[node] = f"{label}({','.join(sorted(enc(c) for c in children[node]))})"
+            return memo[node]
+
+        enc(FEATURES)
+        new_index: dict[int, int] = {FEATURES: FEATURES}
+        order: list[Branch] = []
+
+        def visit(node: int) -> None:
+            for c in sorted(children[node], key=lambda c: memo[c]):
+                new_index[c] = len(order)
+                order.append(Branch(new_index[node], self.branches[c].op))
+                visit(c)
+
+        visit(FEATURES)
+        return Genome(tuple(order))
+
+
+def genomes_equivalent(a: Genome, b: Genome) -> bool:
+    return a.canonical_string() == b.canonical_string()
+
+
+def parse_genome(spec: str | Iterable[int] | Mapping[str, Any] | list[dict[str, Any]]) -> Genome:
+    """Best-effort dispatch from any encoding (string, JSON text, vector, params, DeepLab list)."""
+    if isinstance(spec, Genome):
+        return spec
+    if isinstance(spec, str):
+        s = spec.strip()
+        return Genome.from_json(s) if s.startswith("[") else Genome.parse(s)
+    if isinstance(spec, Mapping):
+        return Genome.from_params(spec)
+    spec = list(spec)
+    if spec and isinstance(spec[0], Mapping):
+        return Genome.from_deeplab(spec)
+    return Genome.from_vector(spec)
+
+
+assert len(OPS) == NUM_OPS == 81
