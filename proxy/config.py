@@ -1,0 +1,101 @@
+"""Named evaluation settings; every field enters the config hash stored with each result.
+
+``test`` keeps one evaluation under ~2 s for the test suite, ``cpu`` is the default
+without a GPU (~30 s an evaluation on 2 cores: fewer channels and iterations than the
+paper), ``paper`` follows the paper's proxy (256 channels, batch 8, poly lr from 0.01 is
+the paper's; its 30k iterations are scaled down to what a GPU hour buys).
+The ``full`` configs are the "full task" of the correlation study: a bigger backbone
+(Lite2 where installed) fine-tuned end to end with the cell at full image resolution.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    name: str
+    scenes: str = "default"  # preset of the embedded dataset (proxy.data.SCENE_PRESETS)
+    backbone: str = "lite0"
+    output_stride: int = 16
+    end_to_end: bool = False  # False: train the head on cached features (the proxy)
+    channels: int = 64
+    concat_channels: int = 64
+    dropout: float = 0.1
+    iterations: int = 150
+    batch_size: int = 8
+    lr: float = 0.05
+    backbone_lr_mult: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    poly_power: float = 0.9
+    loss_stride: int = 4  # labels subsampled by this for the loss (1 = full resolution, as DeepLab)
+    eval_stride: int = 1  # labels subsampled by this for mIOU (1 = full resolution)
+    flip: bool = True  # horizontal flip of features and labels together
+    eval_every: int = 0  # intermediate mIOU for the callback every N steps (0: only at the end)
+    seed: int = 0
+    amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
+    default_budget: int = 16  # evaluations a default search runs with this config
+
+    def __post_init__(self) -> None:
+        positive = ("output_stride", "channels", "concat_channels", "iterations", "batch_size", "loss_stride", "eval_stride")
+        for field in positive:
+            if getattr(self, field) < 1:
+                raise ValueError(f"config {self.name!r}: {field} must be >= 1, got {getattr(self, field)}")
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"config {self.name!r}: output_stride must be 8, 16 or 32, got {self.output_stride}")
+        if not 0 <= self.dropout < 1 or self.lr <= 0:
+            raise ValueError(f"config {self.name!r}: need 0 <= dropout < 1 and lr > 0")
+
+    @property
+    def rate_multiplier(self) -> int:
+        """Rates are defined at output stride 16 and doubled at 8 (the paper)."""
+        return 2 if self.output_stride == 8 else 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        body = {k: v for k, v in self.to_dict().items() if k not in ("name", "default_budget")}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+    def replace(self, **changes) -> "EvalConfig":
+        return dataclasses.replace(self, **changes)
+
+
+PROXY_CONFIGS: dict[str, EvalConfig] = {
+    "test": EvalConfig("test", scenes="test", channels=16, concat_channels=16, iterations=20, batch_size=4,
+                       loss_stride=2, default_budget=6),
+    "cpu": EvalConfig("cpu", channels=64, concat_channels=64, iterations=150, default_budget=16),
+    "paper": EvalConfig("paper", channels=256, concat_channels=256, iterations=3000, lr=0.01, loss_stride=1,
+                        eval_every=500, default_budget=200),
+}
+FULL_CONFIGS: dict[str, EvalConfig] = {
+    "test": EvalConfig("full-test", scenes="test", backbone="lite2", end_to_end=True, channels=16, concat_channels=16,
+                       iterations=12, batch_size=2, loss_stride=2),
+    "cpu": EvalConfig("full-cpu", backbone="lite2", end_to_end=True, channels=64, concat_channels=64,
+                      iterations=150, batch_size=4, lr=0.02, loss_stride=2),
+    "paper": EvalConfig("full-paper", backbone="lite2", end_to_end=True, channels=256, concat_channels=256,
+                        iterations=20000, batch_size=16, lr=0.01, loss_stride=1),
+}
+
+
+def default_config_name() -> str:
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "cpu"
+
+
+def get_config(name: "str | EvalConfig | None" = None, full: bool = False) -> EvalConfig:
+    if isinstance(name, EvalConfig):
+        return name
+    table = FULL_CONFIGS if full else PROXY_CONFIGS
+    key = default_config_name() if name is None else name
+    if key.startswith("full-"):
+        key, table = key[5:], FULL_CONFIGS
+    if key not in table:
+        raise ValueError(f"unknown config {name!r}; known: {', '.join(table)}")
+    return table[key]

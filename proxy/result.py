@@ -1,0 +1,29 @@
+"""What an evaluation returns: plain data that any NAS code (or an Optuna trial) can store."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    miou: float
+    per_class_iou: list[float]  # NaN where a class is absent from truth and prediction
+    params: int  # trainable parameters of the cell (dpc.cell_cost)
+    flops: int  # FLOPs of the cell for one image at the evaluated feature size
+    train_seconds: float
+    eval_seconds: float
+    iterations: int
+    device: str
+    seed: int
+    config: str  # config name
+    config_hash: str
+    genome: str
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["per_class_iou"] = [None if v != v else round(v, 6) for v in self.per_class_iou]
+        return d
+
+    def __float__(self) -> float:
+        return self.miou

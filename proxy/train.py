@@ -1,0 +1,155 @@
+"""One training run of a segmentation model for a fixed iteration budget, then mIOU.
+
+The same loop serves the proxy (inputs = cached backbone features, model = cell +
+classifier) and the full task (inputs = images, model = backbone + cell + classifier):
+only the ``Split.prepare`` function that turns stored inputs into model inputs differs.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpc.cell import DensePredictionCell
+from dpc.genome import Genome
+
+from .config import EvalConfig
+from .errors import NaNLossError
+from .metrics import IGNORE_INDEX, confusion_matrix, iou_per_class, mean_iou
+
+log = logging.getLogger(__name__)
+ProgressCallback = Callable[[int, float], None]
+
+
+class SegmentationHead(nn.Module):
+    """The searched cell plus the 1x1 classifier that DeepLab puts after it."""
+
+    def __init__(self, genome: Genome, in_channels: int, num_classes: int, cfg: EvalConfig):
+        super().__init__()
+        self.cell = DensePredictionCell(
+            genome, in_channels, cfg.channels, cfg.concat_channels, cfg.dropout, cfg.rate_multiplier
+        )
+        self.classifier = nn.Conv2d(cfg.concat_channels, num_classes, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.cell(features))
+
+
+@dataclass
+class Split:
+    """Stored inputs and full-resolution labels (both on the training device)."""
+
+    inputs: torch.Tensor  # (N, C, h, w) cached features, or (N, 3, H, W) uint8 images
+    labels: torch.Tensor  # (N, H, W) uint8, 255 = ignore
+    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x.float()
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+@dataclass
+class TrainOutcome:
+    miou: float
+    per_class_iou: list[float]
+    train_seconds: float
+    eval_seconds: float
+    iterations: int
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    return base * (1 - step / total) ** power
+
+
+def _upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # align_corners: DeepLab's crops are 16k+1 pixels, so corner pixels map to corner features
+    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=True)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate_miou(model: nn.Module, split: Split, num_classes: int, cfg: EvalConfig, batch_size: int = 8) -> tuple[float, list[float]]:
+    model.eval()
+    device = split.labels.device
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    s = cfg.eval_stride
+    for start in range(0, len(split), batch_size):
+        labels = split.labels[start : start + batch_size, ::s, ::s]
+        with _autocast(device, cfg.amp):
+            logits = model(split.prepare(split.inputs[start : start + batch_size]))
+        pred = _upsample(logits, labels.shape[-2:]).argmax(1)
+        cm += confusion_matrix(pred, labels, num_classes)
+    iou = iou_per_class(cm)
+    return mean_iou(cm), [float(v) for v in iou]
+
+
+def train_and_evaluate(
+    model: nn.Module,
+    param_groups: list[dict],
+    train: Split,
+    val: Split,
+    num_classes: int,
+    cfg: EvalConfig,
+    seed: int,
+    callback: Optional[ProgressCallback] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> TrainOutcome:
+    """SGD + momentum with poly decay for ``cfg.iterations`` steps; NaN loss raises NaNLossError."""
+    device = train.labels.device
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    s = cfg.loss_stride
+    order = np.empty(0, dtype=np.int64)
+    start_time = time.perf_counter()
+    eval_seconds = 0.0
+    model.train()
+    for step in range(cfg.iterations):
+        if len(order) < cfg.batch_size:
+            order = np.concatenate([order, rng.permutation(len(train))])
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        index = torch.from_numpy(idx).to(device)
+        x = train.inputs.index_select(0, index)
+        y = train.labels.index_select(0, index)[:, ::s, ::s]
+        if cfg.flip:
+            flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            y = torch.where(flip[:, None, None], y.flip(-1), y)
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = poly_lr(base, step, cfg.iterations, cfg.poly_power)
+        with _autocast(device, cfg.amp):
+            logits = model(train.prepare(x))
+        loss = F.cross_entropy(_upsample(logits, y.shape[-2:]), y.long(), ignore_index=IGNORE_INDEX)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NaNLossError(f"loss became {value} at step {step} of {cfg.iterations}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress is not None:
+            progress(step)
+        if callback is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.iterations:
+            t0 = time.perf_counter()
+            miou, _ = evaluate_miou(model, val, num_classes, cfg)
+            eval_seconds += time.perf_counter() - t0
+            model.train()
+            callback(step + 1, miou)
+    train_seconds = time.perf_counter() - start_time - eval_seconds
+    t0 = time.perf_counter()
+    miou, per_class = evaluate_miou(model, val, num_classes, cfg)
+    eval_seconds += time.perf_counter() - t0
+    if callback is not None:
+        callback(cfg.iterations, miou)
+    return TrainOutcome(miou, per_class, train_seconds, eval_seconds, cfg.iterations)

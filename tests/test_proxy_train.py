@@ -1,0 +1,78 @@
+"""The training loop on small in-memory features: learning, determinism, NaN, callbacks."""
+import pytest
+import torch
+
+from dpc.zoo import zoo_cell
+from proxy.config import PROXY_CONFIGS, get_config
+from proxy.errors import NaNLossError
+from proxy.train import SegmentationHead, Split, poly_lr, train_and_evaluate
+
+CFG = PROXY_CONFIGS["test"].replace(iterations=30, channels=8, concat_channels=8, lr=0.1, loss_stride=1)
+
+
+def toy_split(n, seed, noise=0.5):
+    """Labels at 4x the feature resolution; class k's features carry a +2 offset on channel k."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n, 1, 3, 3), generator=g).float()
+    labels = torch.nn.functional.interpolate(labels, size=(9, 9), mode="nearest").long()[:, 0]
+    feats = torch.randn(n, 6, 9, 9, generator=g) * noise
+    feats.scatter_add_(1, labels[:, None], torch.full((n, 1, 9, 9), 2.0))
+    big = torch.nn.functional.interpolate(labels[:, None].float(), size=(33, 33), mode="nearest")[:, 0]
+    return Split(feats.half(), big.to(torch.uint8))
+
+
+def run(cfg=CFG, seed=0, callback=None, train=None):
+    torch.manual_seed(seed)
+    model = SegmentationHead(zoo_cell("aspp"), 6, 3, cfg)
+    return train_and_evaluate(model, [{"params": list(model.parameters())}], train or toy_split(16, 1), toy_split(8, 2), 3, cfg, seed, callback)
+
+
+def test_learns_a_separable_task():
+    out = run()
+    assert out.miou > 0.6 and out.iterations == 30 and len(out.per_class_iou) == 3
+    assert out.train_seconds > 0 and out.eval_seconds > 0
+
+
+def test_same_seed_same_result_different_seed_differs():
+    a, b, c = run(seed=3), run(seed=3), run(seed=4)
+    assert a.miou == b.miou and a.per_class_iou == b.per_class_iou
+    assert a.miou != c.miou
+
+
+def test_callback_receives_intermediate_miou_and_can_stop():
+    seen = []
+    run(CFG.replace(eval_every=10), callback=lambda step, miou: seen.append((step, miou)))
+    assert [s for s, _ in seen] == [10, 20, 30] and all(0 <= m <= 1 for _, m in seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(step, miou):
+        raise Stop
+
+    with pytest.raises(Stop):
+        run(CFG.replace(eval_every=5), callback=stop)
+
+
+def test_nan_loss_raises_with_reason():
+    bad = toy_split(16, 1)
+    bad.inputs[0, 0, 0, 0] = float("nan")
+    bad.inputs[:] = bad.inputs[0]  # every batch contains the NaN
+    with pytest.raises(NaNLossError, match="loss became nan at step 0") as info:
+        run(train=bad)
+    assert "step 0" in info.value.reason
+
+
+def test_poly_lr():
+    assert poly_lr(0.01, 0, 100, 0.9) == 0.01
+    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+
+
+def test_config_validation_and_hash():
+    assert get_config("cpu").hash() != get_config("cpu").replace(channels=32).hash()
+    assert get_config("cpu").hash() == get_config("cpu").replace(default_budget=3).hash()
+    assert get_config("full-cpu").end_to_end and get_config("cpu", full=True).backbone == "lite2"
+    with pytest.raises(ValueError, match="unknown config"):
+        get_config("gpu")
+    with pytest.raises(ValueError, match="output_stride"):
+        get_config("cpu").replace(output_stride=12)
