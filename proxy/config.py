@@ -35,6 +35,7 @@ class EvalConfig:
     loss_stride: int = 4  # labels subsampled by this for the loss (1 = full resolution, as DeepLab)
     eval_stride: int = 1  # labels subsampled by this for mIOU (1 = full resolution)
     flip: bool = True  # horizontal flip of features and labels together
+    crop: int = 0  # end-to-end only: random square crops of this size for training (0: whole images)
     eval_every: int = 0  # intermediate mIOU for the callback every N steps (0: only at the end)
     seed: int = 0
     amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
@@ -75,11 +76,11 @@ PROXY_CONFIGS: dict[str, EvalConfig] = {
 }
 FULL_CONFIGS: dict[str, EvalConfig] = {
     "test": EvalConfig("full-test", scenes="test", backbone="lite2", end_to_end=True, channels=16, concat_channels=16,
-                       iterations=12, batch_size=2, loss_stride=2),
+                       iterations=8, batch_size=2, loss_stride=2, crop=65),
     "cpu": EvalConfig("full-cpu", backbone="lite2", end_to_end=True, channels=64, concat_channels=64,
-                      iterations=150, batch_size=4, lr=0.02, loss_stride=2),
+                      iterations=100, batch_size=4, lr=0.02, loss_stride=2, crop=257),
     "paper": EvalConfig("full-paper", backbone="lite2", end_to_end=True, channels=256, concat_channels=256,
-                        iterations=20000, batch_size=16, lr=0.01, loss_stride=1),
+                        iterations=20000, batch_size=16, lr=0.01, loss_stride=1, crop=513),
 }
 
 

@@ -122,7 +122,13 @@ def train_and_evaluate(
         idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         index = torch.from_numpy(idx).to(device)
         x = train.inputs.index_select(0, index)
-        y = train.labels.index_select(0, index)[:, ::s, ::s]
+        y = train.labels.index_select(0, index)
+        if cfg.crop and cfg.end_to_end and cfg.crop < min(y.shape[-2:]):
+            top = int(rng.integers(y.shape[-2] - cfg.crop + 1))
+            left = int(rng.integers(y.shape[-1] - cfg.crop + 1))
+            x = x[..., top : top + cfg.crop, left : left + cfg.crop]
+            y = y[..., top : top + cfg.crop, left : left + cfg.crop]
+        y = y[:, ::s, ::s]
         if cfg.flip:
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)

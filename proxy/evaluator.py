@@ -1,0 +1,135 @@
+"""ProxyEvaluator: score a genome by training only the cell on cached backbone features.
+
+No Optuna here: ``ProxyEvaluator("cpu").evaluate(genome)`` works from any NAS code.
+The dataset and the feature cache are built once (``prepare``) and shared by every
+evaluation of the process; a failed evaluation (NaN loss, GPU out of memory) raises an
+``EvaluationError`` and leaves the evaluator usable for the next genome.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dpc.cost import cell_cost
+from dpc.genome import Genome
+
+from .config import EvalConfig, get_config
+from .errors import GPUOutOfMemoryError
+from .result import EvalResult
+from .train import ProgressCallback, SegmentationHead, Split, train_and_evaluate
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: "str | torch.device | None" = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _Evaluator:
+    """Shared by the proxy and the full evaluator: subclasses load splits and build models."""
+
+    full = False
+
+    def __init__(
+        self,
+        config: "str | EvalConfig | None" = None,
+        cache_dir: "str | Path | None" = None,
+        device: "str | torch.device | None" = None,
+        dataset: Optional[str] = None,
+        datasets: Optional[Sequence] = None,
+    ):
+        self.config = get_config(config, full=self.full)
+        self.cache_dir = cache_dir
+        self.device = pick_device(device)
+        self.dataset_spec = dataset
+        self._datasets = datasets
+        self._train: Optional[Split] = None
+        self._val: Optional[Split] = None
+        self.num_classes = 0
+        self.class_names: list[str] = []
+        self.in_channels = 0
+        self.feature_size = (0, 0)
+
+    def _load_datasets(self):
+        if self._datasets is None:
+            from .sources import load_datasets
+
+            self._datasets = load_datasets(self.dataset_spec, self.config.scenes, self.cache_dir)
+        return self._datasets
+
+    def prepare(self) -> "_Evaluator":
+        """Build or load the dataset and cached features once; idempotent."""
+        if self._train is None:
+            self._train, self._val = self._load_splits()
+        return self
+
+    def _load_splits(self) -> tuple[Split, Split]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _build_model(self, genome: Genome) -> tuple[nn.Module, list[dict]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def evaluate(self, genome: Genome, seed: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> EvalResult:
+        self.prepare()
+        cfg = self.config
+        seed = cfg.seed if seed is None else int(seed)
+        torch.manual_seed(seed)
+        model = None
+        try:
+            model, groups = self._build_model(genome)
+            outcome = train_and_evaluate(model, groups, self._train, self._val, self.num_classes, cfg, seed, callback)
+        except torch.OutOfMemoryError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+            raise GPUOutOfMemoryError(f"out of memory on {self.device} with batch {cfg.batch_size}: {first}") from None
+        finally:
+            del model
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        cost = cell_cost(genome, self.in_channels, *self.feature_size, cfg.channels, cfg.concat_channels)
+        return EvalResult(
+            miou=outcome.miou,
+            per_class_iou=outcome.per_class_iou,
+            params=cost.params,
+            flops=cost.flops,
+            train_seconds=outcome.train_seconds,
+            eval_seconds=outcome.eval_seconds,
+            iterations=outcome.iterations,
+            device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            seed=seed,
+            config=cfg.name,
+            config_hash=cfg.hash(),
+            genome=str(genome),
+        )
+
+    __call__ = evaluate
+
+
+class ProxyEvaluator(_Evaluator):
+    """The paper's proxy task: cached features, a single cell trained briefly, mIOU."""
+
+    def _load_splits(self) -> tuple[Split, Split]:
+        from .cache import load_or_build
+
+        cfg = self.config
+        splits = []
+        for ds in self._load_datasets():
+            cached = load_or_build(ds, backbone_name=cfg.backbone, output_stride=cfg.output_stride,
+                                   cache_dir=self.cache_dir, device=self.device)
+            features = torch.from_numpy(np.ascontiguousarray(cached.features))  # float16
+            labels = torch.from_numpy(np.ascontiguousarray(cached.labels))
+            splits.append(Split(features.to(self.device), labels.to(self.device)))
+            self.num_classes, self.class_names = cached.num_classes, list(cached.class_names)
+        self.in_channels = splits[0].inputs.shape[1]
+        self.feature_size = tuple(splits[0].inputs.shape[-2:])
+        return splits[0], splits[1]
+
+    def _build_model(self, genome: Genome) -> tuple[nn.Module, list[dict]]:
+        model = SegmentationHead(genome, self.in_channels, self.num_classes, self.config).to(self.device)
+        return model, [{"params": list(model.parameters())}]
