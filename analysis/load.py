@@ -1,0 +1,242 @@
+"""Optuna storage -> tidy records: one row per trial, one per study.
+
+Analysis reads only what the worker loops write (study and trial user attributes, trial
+params, timestamps), so any study that follows the project's trial schema can be
+analysed, whichever strategy or evaluator produced it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+class AnalysisError(ValueError):
+    """Bad input to an analysis (missing storage, unknown or empty study): one-line message."""
+
+
+def open_storage(spec: str | Path | BaseStorage, create: bool = False) -> BaseStorage:
+    """A URL (``sqlite:///x.db``, ``postgresql://...``) or the path of a journal file.
+
+    Journal files are Optuna's recommended storage for parallel workers on one machine.
+    With ``create=False`` a missing file is an error rather than a silently empty study.
+    """
+    if isinstance(spec, BaseStorage):
+        return spec
+    text = str(spec)
+    if "://" in text:
+        if text.startswith("sqlite:///") and not create and not Path(text[len("sqlite:///"):]).exists():
+            raise AnalysisError(f"storage {text!r} not found")
+        return optuna.storages.get_storage(text)
+    path = Path(text)
+    if not create and not path.is_file():
+        raise AnalysisError(f"storage file {text!r} not found")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study and the attributes the worker loop stored on it."""
+
+    name: str
+    strategy: str | None
+    seed: int | None
+    budget: int | None
+    objective: str | None
+    config: str | None
+    command: str | None
+    n_trials: int
+    n_complete: int
+    user_attrs: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def experiment(self) -> str:
+        """``{experiment}`` of the default name ``{experiment}-{strategy}-seed{seed}``."""
+        suffix = f"-{self.strategy}-seed{self.seed}"
+        if self.strategy is not None and self.name.endswith(suffix):
+            return self.name[: -len(suffix)]
+        return self.name
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial. ``value`` is the objective (mIOU, maximised); NaN unless COMPLETE.
+
+    ``n_params`` and ``flops`` are the evaluated cell's cost as the evaluator measured
+    it (None when the objective stores none, e.g. the synthetic one). ``elapsed`` is
+    seconds from the study's first trial start to this trial's completion: the x of a
+    wall-clock curve.
+    """
+
+    study: str
+    strategy: str | None
+    seed: int | None
+    number: int
+    state: str
+    value: float
+    genome: str | None
+    genome_hash: str | None
+    n_params: int | None
+    flops: int | None
+    train_seconds: float | None
+    eval_seconds: float | None
+    datetime_start: dt.datetime | None
+    datetime_complete: dt.datetime | None
+    elapsed: float | None
+    duration: float | None
+    origin: str | None
+    trial_params: dict[str, Any] = field(default_factory=dict, repr=False)
+    user_attrs: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "COMPLETE" and math.isfinite(self.value)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("COMPLETE", "FAIL", "PRUNED")
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return None if v is None else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(v: Any) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _genome_string(t: FrozenTrial) -> str | None:
+    """The stored genome string, else the one the params encode (studies made elsewhere)."""
+    g = t.user_attrs.get("genome")
+    if isinstance(g, str):
+        return g
+    if any(k.endswith("_op") for k in t.params):
+        try:
+            from dpc.genome import Genome
+
+            return str(Genome.from_params(t.params))
+        except ValueError:
+            return None
+    return None
+
+
+def study_names(storage: str | Path | BaseStorage) -> list[str]:
+    st = open_storage(storage)
+    return sorted(s.study_name for s in st.get_all_studies())
+
+
+def load_study_record(storage: BaseStorage, name: str, trials: list[FrozenTrial] | None = None) -> StudyRecord:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise AnalysisError(f"unknown study {name!r}") from None
+    ua = dict(study.user_attrs)
+    trials = trials if trials is not None else study.get_trials(deepcopy=False)
+    return StudyRecord(
+        name=name,
+        strategy=ua.get("strategy"),
+        seed=_int_or_none(ua.get("seed")),
+        budget=_int_or_none(ua.get("budget")),
+        objective=None if ua.get("objective") is None else str(ua.get("objective")),
+        config=None if ua.get("config") is None else str(ua.get("config")),
+        command=ua.get("command"),
+        n_trials=len(trials),
+        n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
+        user_attrs=ua,
+    )
+
+
+def trial_records(name: str, trials: Iterable[FrozenTrial], strategy: str | None = None, seed: int | None = None) -> list[TrialRecord]:
+    """Records of one study's trials, in trial-number order."""
+    trials = sorted(trials, key=lambda t: t.number)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    t0 = min(starts) if starts else None
+    out = []
+    for t in trials:
+        ua = dict(t.user_attrs)
+        value = float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else math.nan
+        end, start = t.datetime_complete, t.datetime_start
+        out.append(TrialRecord(
+            study=name, strategy=strategy, seed=seed, number=t.number, state=t.state.name, value=value,
+            genome=_genome_string(t), genome_hash=ua.get("genome_hash"),
+            n_params=_int_or_none(ua.get("params")), flops=_int_or_none(ua.get("flops")),
+            train_seconds=_float_or_none(ua.get("train_seconds")), eval_seconds=_float_or_none(ua.get("eval_seconds")),
+            datetime_start=start, datetime_complete=end,
+            elapsed=(end - t0).total_seconds() if end is not None and t0 is not None else None,
+            duration=(end - start).total_seconds() if end is not None and start is not None else None,
+            origin=ua.get("origin"), trial_params=dict(t.params), user_attrs=ua,
+        ))
+    return out
+
+
+def load_study(storage: str | Path | BaseStorage, name: str) -> tuple[StudyRecord, list[TrialRecord]]:
+    st = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=name, storage=st)
+    except KeyError:
+        known = ", ".join(study_names(st)) or "none"
+        raise AnalysisError(f"unknown study {name!r} (studies in storage: {known})") from None
+    trials = study.get_trials(deepcopy=False)
+    rec = load_study_record(st, name, trials)
+    return rec, trial_records(name, trials, rec.strategy, rec.seed)
+
+
+def load_all(storage: str | Path | BaseStorage, names: Iterable[str] | None = None) -> tuple[list[StudyRecord], list[TrialRecord]]:
+    """Every study in the storage (or the named ones) and all their trials."""
+    st = open_storage(storage)
+    studies, records = [], []
+    for name in names if names is not None else study_names(st):
+        s, r = load_study(st, name)
+        studies.append(s)
+        records.extend(r)
+    return studies, records
+
+
+def best_complete(records: Iterable[TrialRecord], k: int | None = None, distinct: bool = True) -> list[TrialRecord]:
+    """Complete trials sorted by value (best first); one per canonical cell if ``distinct``.
+
+    A cell evaluated twice (a duplicate sample, or a re-evaluation) keeps its best trial,
+    so a top-k never counts one architecture twice.
+    """
+    done = sorted((r for r in records if r.complete), key=lambda r: (-r.value, r.study, r.number))
+    if distinct:
+        seen: set[str] = set()
+        unique = []
+        for r in done:
+            key = r.genome_hash or canonical_hash(r.genome) or f"{r.study}#{r.number}"
+            if key not in seen:
+                seen.add(key)
+                unique.append(r)
+        done = unique
+    return done if k is None else done[:k]
+
+
+def canonical_hash(genome: str | None) -> str | None:
+    if genome is None:
+        return None
+    from dpc.genome import Genome, GenomeError
+
+    try:
+        return Genome.parse(genome).canonical_hash()
+    except GenomeError:
+        return None

@@ -1,0 +1,342 @@
+"""Figures for a paper: each function draws one figure, saves it as PNG and SVG, and
+returns the data it plotted (so tests, and the report's tables, use exactly those numbers).
+
+Reference cells (the zoo's ASPP and the paper's top-1, evaluated with the same objective)
+are drawn as horizontal lines wherever the y axis is the objective.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
+import numpy as np  # noqa: E402
+
+from .curves import Run, band_by_evaluations, band_by_time  # noqa: E402
+from .load import TrialRecord  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("png", "svg")
+STRATEGY_COLOURS = {"random": "#7f7f7f", "local": "#1f77b4", "evolution": "#2ca02c", "tpe": "#d62728"}
+REFERENCE_STYLES = {"aspp": dict(color="#9467bd", ls="--"), "top1_cityscapes": dict(color="#8c564b", ls=":")}
+GROUP_COLOURS = {"top": "#d62728", "random": "#1f77b4"}
+# Cost of a cell when the objective measured none (e.g. the synthetic one): Table 1's
+# setting, a 65x129 map of 320 channels, 256 channels per op and after the projection.
+ANALYTIC_SHAPE = dict(in_channels=320, height=65, width=129, channels=256, concat_channels=256)
+
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8,
+                     "savefig.bbox": "tight", "axes.spines.top": False, "axes.spines.right": False})
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference cell's result under the compared objective."""
+
+    name: str
+    value: float
+    n_params: int | None = None
+    flops: int | None = None
+    genome: str | None = None
+
+
+def colour(strategy: str, i: int = 0) -> str:
+    return STRATEGY_COLOURS.get(strategy, plt.get_cmap("tab10")(i % 10))
+
+
+def save(fig: "plt.Figure", out: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write ``out``.{png,svg} (any suffix of ``out`` is replaced) and close the figure."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        p = out.with_suffix(f".{fmt}")
+        fig.savefig(p, dpi=160)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def _reference_lines(ax, references: Iterable[Reference]) -> list[dict]:
+    drawn = []
+    for i, ref in enumerate(references):
+        if ref.value is None or not math.isfinite(ref.value):
+            continue
+        style = REFERENCE_STYLES.get(ref.name, dict(color="black", ls=(0, (3, 1, 1, 1))))
+        ax.axhline(ref.value, lw=1.2, label=f"{ref.name} (reference)", **style, zorder=1)
+        drawn.append({"name": ref.name, "value": ref.value})
+    return drawn
+
+
+# -- best so far ----------------------------------------------------------------------------
+def plot_best_so_far(
+    runs: Mapping[str, Mapping[int, Run]],
+    out: str | Path,
+    x: str = "evaluations",
+    references: Iterable[Reference] = (),
+    budget: int | None = None,
+    ylabel: str = "best mIOU so far",
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Median best-so-far per strategy with its inter-quartile band, vs evaluations or seconds."""
+    if x not in ("evaluations", "seconds"):
+        raise ValueError(f"x must be 'evaluations' or 'seconds', got {x!r}")
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    data: dict[str, Any] = {"x": x, "strategies": {}}
+    t_max = None
+    if x == "seconds":
+        ends = [float(np.nanmax(r.elapsed)) for rs in runs.values() for r in rs.values() if np.isfinite(r.elapsed).any()]
+        t_max = max(ends, default=0.0)
+    for i, (strategy, by_seed) in enumerate(runs.items()):
+        band = band_by_evaluations(by_seed, budget) if x == "evaluations" else band_by_time(by_seed, t_max=t_max)
+        c = colour(strategy, i)
+        drawstyle = "steps-post"
+        ax.plot(band.x, band.median, color=c, lw=1.8, drawstyle=drawstyle, label=f"{strategy} (n={len(by_seed)})", zorder=3)
+        ax.fill_between(band.x, band.q25, band.q75, color=c, alpha=0.18, step="post", lw=0, zorder=2)
+        data["strategies"][strategy] = band.to_dict()
+    data["references"] = _reference_lines(ax, references)
+    ax.set_xlabel("evaluations" if x == "evaluations" else "wall-clock time (s)")
+    if x == "evaluations":
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"Best so far (median, IQR band) vs {'evaluations' if x == 'evaluations' else 'time'}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
+    data["files"] = [str(p) for p in save(fig, out)]
+    return data
+
+
+def plot_final_best(
+    final: Mapping[str, Mapping[int, float]],
+    out: str | Path,
+    references: Iterable[Reference] = (),
+    ylabel: str = "best mIOU at budget",
+    title: str = "Final incumbent per seed",
+) -> dict[str, Any]:
+    """Box plot of the incumbent at the budget per strategy, every seed drawn as a dot."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    names = list(final)
+    values = [[v for v in final[s].values() if v is not None and math.isfinite(v)] for s in names]
+    ax.boxplot(values, widths=0.5, showfliers=False, medianprops=dict(color="black"))
+    ax.set_xticks(range(1, len(names) + 1), names)
+    rng = np.random.default_rng(0)  # fixed jitter: the figure is reproducible
+    for i, (s, v) in enumerate(zip(names, values)):
+        ax.scatter(i + 1 + rng.uniform(-0.12, 0.12, len(v)), v, s=14, color=colour(s, i), alpha=0.8, zorder=3)
+    refs = _reference_lines(ax, references)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    if refs:
+        ax.legend(loc="lower right", frameon=False)
+    return {"strategies": {s: v for s, v in zip(names, values)}, "references": refs,
+            "files": [str(p) for p in save(fig, out)]}
+
+
+# -- cost vs quality ---------------------------------------------------------------------------
+def pareto_front(costs: Sequence[float], values: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats (cost <= and value >=, one strictly),
+    sorted by cost: the cheapest way to reach each level of mIOU."""
+    c = np.asarray(costs, dtype=float)
+    v = np.asarray(values, dtype=float)
+    ok = np.flatnonzero(np.isfinite(c) & np.isfinite(v))
+    order = sorted(ok, key=lambda i: (c[i], -v[i]))
+    front, best = [], -math.inf
+    for i in order:
+        if v[i] > best:
+            front.append(int(i))
+            best = v[i]
+    return front
+
+
+def record_cost(r: TrialRecord, cost: str, analytic: Callable[[str], tuple[int, int]] | None = None) -> float:
+    """The evaluator's measured cost, else the analytic one from the genome (or NaN)."""
+    measured = r.flops if cost == "flops" else r.n_params
+    if measured is not None:
+        return float(measured)
+    if analytic is not None and r.genome:
+        params, flops = analytic(r.genome)
+        return float(flops if cost == "flops" else params)
+    return math.nan
+
+
+def analytic_cost(genome: str, shape: Mapping[str, int] | None = None) -> tuple[int, int]:
+    """(params, FLOPs) of a genome string at ``shape`` (default: Table 1's setting)."""
+    from dpc.cost import cell_cost
+    from dpc.genome import Genome
+
+    s = dict(ANALYTIC_SHAPE if shape is None else shape)
+    c = cell_cost(Genome.parse(genome), s["in_channels"], s["height"], s["width"], s["channels"], s["concat_channels"])
+    return c.params, c.flops
+
+
+def plot_cost_vs_miou(
+    records: Sequence[TrialRecord],
+    out: str | Path,
+    cost: str = "flops",
+    references: Iterable[Reference] = (),
+    ylabel: str = "mIOU",
+    analytic: bool = True,
+) -> dict[str, Any]:
+    """Every completed cell, coloured by strategy, with the Pareto front (min cost, max mIOU).
+
+    Costs are the evaluator's measurements; when a trial has none (synthetic objective)
+    the analytic cost at Table 1's setting is used and the axis says so.
+    """
+    if cost not in ("flops", "params"):
+        raise ValueError(f"cost must be 'flops' or 'params', got {cost!r}")
+    done = [r for r in records if r.complete]
+    measured = any((r.flops if cost == "flops" else r.n_params) is not None for r in done)
+    fn = analytic_cost if (analytic and not measured) else None
+    xs = np.array([record_cost(r, cost, fn) for r in done])
+    ys = np.array([r.value for r in done])
+    scale = 1e9 if cost == "flops" else 1e6
+    unit = "GFLOPs" if cost == "flops" else "M params"
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    groups = sorted({r.strategy or r.study for r in done})
+    for i, g in enumerate(groups):
+        m = np.array([(r.strategy or r.study) == g for r in done], dtype=bool)
+        ax.scatter(xs[m] / scale, ys[m], s=10, alpha=0.55, color=colour(g, i), label=g, lw=0)
+    front = pareto_front(xs, ys)
+    if front:
+        ax.plot(xs[front] / scale, ys[front], color="black", lw=1.3, drawstyle="steps-post", label="Pareto front", zorder=4)
+        ax.scatter(xs[front] / scale, ys[front], s=22, facecolor="none", edgecolor="black", zorder=5)
+    refs = []
+    for ref in references:
+        rc = ref.flops if cost == "flops" else ref.n_params
+        if rc is None and fn is not None and ref.genome:
+            rc = fn(ref.genome)[1 if cost == "flops" else 0]
+        if ref.value is None or not math.isfinite(ref.value):
+            continue
+        style = REFERENCE_STYLES.get(ref.name, dict(color="black", ls="-."))
+        ax.axhline(ref.value, lw=1.0, **style, zorder=1)
+        if rc is None:
+            ax.lines[-1].set_label(f"{ref.name} (reference)")
+        else:
+            ax.scatter([rc / scale], [ref.value], marker="*", s=120, color=style["color"], edgecolor="black",
+                       zorder=6, label=f"{ref.name} (reference)")
+        refs.append({"name": ref.name, "value": ref.value, "cost": None if rc is None else float(rc)})
+    ax.set_xlabel(f"{unit}" + ("" if measured or not analytic else " (analytic, 65x129 map, 320->256 ch)"))
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"mIOU vs {'FLOPs' if cost == 'flops' else 'parameters'} of the cell")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", frameon=False, fontsize=7)
+    return {"cost": cost, "measured": measured, "x": xs.tolist(), "y": ys.tolist(), "front": front,
+            "front_points": [(float(xs[i]), float(ys[i])) for i in front], "references": refs,
+            "files": [str(p) for p in save(fig, out)]}
+
+
+# -- what the top cells are made of -------------------------------------------------------------
+def choice_counts(genomes: Sequence[Any]) -> dict[str, Any]:
+    """Counts of each op, op family, separable rate pair, pooling grid and branch input."""
+    from dpc.ops import GRIDS, OP_NAMES, RATES
+
+    ops: Counter[str] = Counter()
+    n_branches = max((len(g.branches) for g in genomes), default=5)
+    rates = np.zeros((len(RATES), len(RATES)), dtype=int)
+    grids = np.zeros((len(GRIDS), len(GRIDS)), dtype=int)
+    inputs = np.zeros((n_branches, n_branches), dtype=int)  # [branch, input + 1]: F, 0 .. B-2
+    for g in genomes:
+        for b, br in enumerate(g.branches):
+            ops[br.op.name] += 1
+            if br.op.kind == "sep3x3":
+                rates[RATES.index(br.op.size[0]), RATES.index(br.op.size[1])] += 1
+            elif br.op.kind == "pool":
+                grids[GRIDS.index(br.op.size[0]), GRIDS.index(br.op.size[1])] += 1
+            inputs[b, br.input + 1] += 1
+    families = Counter()
+    for name, c in ops.items():
+        families[name.split("_")[0]] += c
+    return {"n_cells": len(genomes), "ops": {name: ops.get(name, 0) for name in OP_NAMES},
+            "families": {f: families.get(f, 0) for f in ("conv1x1", "sep3x3", "pool")},
+            "rates": rates.tolist(), "grids": grids.tolist(), "inputs": inputs.tolist()}
+
+
+def plot_choice_frequency(genomes: Sequence[Any], out: str | Path, title: str = "Choices among the top cells") -> dict[str, Any]:
+    """Four panels: op family share vs the uniform prior, separable-conv rate pairs, pooling
+    grids, and which input each branch reads (as a fraction of the cells)."""
+    from dpc.ops import GRIDS, NUM_OPS, RATES
+
+    data = choice_counts(genomes)
+    n = max(data["n_cells"], 1)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), layout="constrained",
+                             gridspec_kw=dict(width_ratios=[1.1, 1.3, 0.9, 1.1]))
+    fam = data["families"]
+    total = max(sum(fam.values()), 1)
+    prior = {"conv1x1": 1 / NUM_OPS, "sep3x3": 64 / NUM_OPS, "pool": 16 / NUM_OPS}
+    xs = np.arange(3)
+    axes[0].bar(xs - 0.2, [fam[f] / total for f in prior], 0.4, label="top cells", color="#4c72b0")
+    axes[0].bar(xs + 0.2, list(prior.values()), 0.4, label="uniform prior", color="#cccccc")
+    axes[0].set_xticks(xs, list(prior))
+    axes[0].set_ylabel("share of branches")
+    axes[0].legend(frameon=False)
+    axes[0].set_title("op family")
+    for ax, mat, ticks, name in ((axes[1], data["rates"], RATES, "sep 3x3 rate (rh x rw)"),
+                                 (axes[2], data["grids"], GRIDS, "pool grid (gh x gw)")):
+        im = ax.imshow(np.asarray(mat), cmap="Blues", origin="upper")
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set_yticks(range(len(ticks)), ticks)
+        ax.set_xlabel("w")
+        ax.set_ylabel("h")
+        ax.set_title(name)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="count")
+    inp = np.asarray(data["inputs"], dtype=float) / n
+    # branch b may read inputs -1..b-1, i.e. columns 0..b: mask the impossible cells
+    masked = np.ma.masked_array(inp, mask=np.triu(np.ones(inp.shape, dtype=bool), k=1))
+    im = axes[3].imshow(masked, cmap="Oranges", vmin=0, vmax=1, origin="upper")
+    axes[3].set_xticks(range(inp.shape[1]), ["F"] + [str(i) for i in range(inp.shape[1] - 1)])
+    axes[3].set_yticks(range(inp.shape[0]), [f"b{i}" for i in range(inp.shape[0])])
+    axes[3].set_xlabel("input")
+    axes[3].set_title("input of each branch")
+    fig.colorbar(im, ax=axes[3], shrink=0.8, label="fraction of cells")
+    fig.suptitle(f"{title} (n={data['n_cells']})")
+    data["input_fraction"] = inp.tolist()
+    data["files"] = [str(p) for p in save(fig, out)]
+    return data
+
+
+# -- proxy vs full ------------------------------------------------------------------------------
+def plot_correlation(
+    proxy: Sequence[float],
+    full: Sequence[float],
+    groups: Sequence[str],
+    out: str | Path,
+    summary: Mapping[str, Mapping[str, Any]] | None = None,
+    xlabel: str = "proxy mIOU",
+    ylabel: str = "full-task mIOU",
+) -> dict[str, Any]:
+    """Scatter of proxy vs full mIOU per group, with each group's Spearman rho in the legend."""
+    p = np.asarray(proxy, dtype=float)
+    f = np.asarray(full, dtype=float)
+    g = np.asarray(groups)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    data: dict[str, Any] = {"groups": {}}
+    for i, name in enumerate(dict.fromkeys(g.tolist())):
+        m = g == name
+        label = f"{name} (n={int(m.sum())})"
+        rho = (summary or {}).get(name, {}).get("spearman")
+        if rho is not None:
+            label += f", ρ={rho['estimate']:.2f} [{rho['low']:.2f}, {rho['high']:.2f}]"
+        ax.scatter(p[m], f[m], s=22, alpha=0.8, color=GROUP_COLOURS.get(name, plt.get_cmap("tab10")(i)), label=label,
+                   edgecolor="white", lw=0.5)
+        data["groups"][name] = {"proxy": p[m].tolist(), "full": f[m].tolist()}
+    ok = np.isfinite(p) & np.isfinite(f)
+    if ok.sum() >= 2 and np.ptp(p[ok]) > 0:
+        k, c = np.polyfit(p[ok], f[ok], 1)
+        xx = np.linspace(p[ok].min(), p[ok].max(), 2)
+        ax.plot(xx, k * xx + c, color="black", lw=0.8, ls="--", label="least squares (all)")
+        data["fit"] = [float(k), float(c)]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("Proxy vs full task")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", frameon=False, fontsize=7)
+    data["files"] = [str(p) for p in save(fig, out)]
+    return data

@@ -1,0 +1,67 @@
+"""Small real Optuna studies in the project's trial schema, for the analysis tests."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from dpc.cost import cell_cost
+from dpc.genome import Genome
+from dpc.mutation import sample_genome
+from dpc.ops import OP_NAMES
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+T0 = dt.datetime(2025, 1, 1, 12, 0, 0)
+
+
+def distributions(branches: int = 5) -> dict:
+    d = {}
+    for b in range(branches):
+        d[f"b{b}_input"] = CategoricalDistribution(list(range(-1, b)))
+        d[f"b{b}_op"] = CategoricalDistribution(list(OP_NAMES))
+    return d
+
+
+def toy_value(g: Genome) -> float:
+    """A deterministic stand-in for mIOU in [0, 1]: more sep3x3 context, higher value."""
+    s = sum(0.15 + 0.01 * (br.op.size[0] + br.op.size[1]) / 2 if br.op.kind == "sep3x3" else 0.05 for br in g.branches)
+    return float(min(s / 2.5, 1.0))
+
+
+def add_trial(study: optuna.Study, genome: Genome, value: float | None, start: float, end: float,
+              state: TrialState = TrialState.COMPLETE, measured: bool = True, **attrs) -> None:
+    ua = {"genome": str(genome), "genome_hash": genome.canonical_hash(), "json": genome.to_json(), "origin": "test"}
+    if measured and state == TrialState.COMPLETE:
+        c = cell_cost(genome, 40, 8, 8, 16, 16)
+        ua.update(miou=value, params=c.params, flops=c.flops, train_seconds=end - start, eval_seconds=0.1)
+    if state == TrialState.FAIL:
+        ua["failure_reason"] = "test failure"
+    ua.update(attrs)
+    t = optuna.trial.create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
+                                  params=genome.to_params(), distributions=distributions(len(genome)), user_attrs=ua)
+    t.datetime_start = T0 + dt.timedelta(seconds=start)
+    t.datetime_complete = T0 + dt.timedelta(seconds=end)
+    study.add_trial(t)
+
+
+def make_study(storage, name: str, strategy: str | None, seed: int, n: int, value: Callable[[Genome], float] = toy_value,
+               bias: float = 0.0, seconds: float = 2.0, fail_every: int = 0, measured: bool = True,
+               experiment_attrs: dict | None = None) -> optuna.Study:
+    """A study of ``n`` sequential evaluations of random cells; ``bias`` lifts every value."""
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+    attrs = {"strategy": strategy, "seed": seed, "budget": n, "objective": "toy", "config": "test",
+             "command": f"make_study {name}"} if strategy else {}
+    attrs.update(experiment_attrs or {})
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+    rng = np.random.default_rng(1000 + seed)
+    for i in range(n):
+        g = sample_genome(rng)
+        failed = fail_every and (i + 1) % fail_every == 0
+        add_trial(study, g, None if failed else min(value(g) + bias, 1.0), i * seconds, (i + 1) * seconds,
+                  state=TrialState.FAIL if failed else TrialState.COMPLETE, measured=measured)
+    return study
