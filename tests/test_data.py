@@ -1,0 +1,257 @@
+"""The default digit-scene dataset: content, determinism, disjoint pools, cache, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from proxy import data as D
+
+TEST = D.SCENE_PRESETS["test"]
+
+
+@pytest.fixture(scope="module")
+def test_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[D.SceneDataset, D.SceneDataset]:
+    return D.build_scenes("test", tmp_path_factory.mktemp("cache"))
+
+
+def test_mnist_file_is_parsed_with_label_in_last_column() -> None:
+    digits = D.load_digits()
+    assert digits.glyphs.shape == (5000, 28, 28)
+    assert digits.glyphs.dtype == np.float32 and 0 <= digits.glyphs.min() and digits.glyphs.max() <= 1
+    assert np.bincount(digits.labels).tolist() == [500] * 10
+    # Real glyphs: ink is centred in the 28x28 box (MNIST's 20x20 centre-of-mass layout)
+    ink = digits.glyphs.mean(axis=0)
+    assert ink[4:24, 4:24].sum() > 0.95 * ink.sum()
+    # a "1" has much less ink than a "0"
+    assert digits.glyphs[digits.labels == 1].mean() < 0.7 * digits.glyphs[digits.labels == 0].mean()
+
+
+def test_digit_pools_are_disjoint_and_cover_every_class() -> None:
+    labels = D.load_digits().labels
+    pools = D.digit_pools(labels, 100)
+    train, val = np.concatenate(pools["train"]), np.concatenate(pools["val"])
+    assert len(train) == 4000 and len(val) == 1000
+    assert not set(train.tolist()) & set(val.tolist())
+    for d in range(10):
+        assert (labels[pools["train"][d]] == d).all() and (labels[pools["val"][d]] == d).all()
+        assert len(pools["val"][d]) == 100
+
+
+def test_datasets_follow_the_contract(test_sets: tuple[D.SceneDataset, D.SceneDataset]) -> None:
+    train, val = test_sets
+    assert (len(train), len(val)) == (TEST.n_train, TEST.n_val)
+    for ds, split in ((train, "train"), (val, "val")):
+        assert isinstance(ds, D.SegmentationDataset)
+        assert ds.name.startswith("scenes-") and ds.name.endswith(f"-{split}")
+        assert ds.num_classes == 11 and ds.class_names == ["background"] + [str(d) for d in range(10)]
+        image, mask = ds[0]
+        assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+        assert mask.shape == (128, 128) and mask.dtype == np.uint8
+        assert int(np.asarray(ds.masks).max()) < 11
+        assert not image.flags.writeable  # read-only mmap views: nobody corrupts the cache
+    assert train.name != val.name
+    classes = np.unique(np.asarray(train.masks))
+    assert classes[0] == 0 and len(classes) == 11  # every digit class appears in 32 scenes
+    with pytest.raises(IndexError):
+        train[len(train)]
+
+
+def test_mask_labels_match_the_pasted_digits(test_sets: tuple[D.SceneDataset, D.SceneDataset]) -> None:
+    train, _ = test_sets
+    labels = D.load_digits().labels
+    for i in range(len(train)):
+        _, mask = train[i]
+        recs = train.digits_of(i)
+        assert len(recs) >= 1
+        cols = {name: recs[:, k] for k, name in enumerate(D.DIGIT_FIELDS)}
+        assert (labels[cols["mnist_index"]] + 1 == cols["class_id"]).all()
+        # every labelled pixel belongs to a digit present in the scene, and visible counts add up
+        present = set(np.unique(mask).tolist()) - {0}
+        assert present <= set(cols["class_id"].tolist())
+        assert (mask > 0).sum() == cols["visible"].sum()
+        for cid in present:
+            assert (mask == cid).sum() == cols["visible"][cols["class_id"] == cid].sum()
+
+
+def test_train_and_val_scenes_use_disjoint_glyphs(test_sets: tuple[D.SceneDataset, D.SceneDataset]) -> None:
+    train, val = test_sets
+    pools = D.digit_pools(D.load_digits().labels, TEST.val_digits_per_class)
+    used_train, used_val = set(train.digits[:, 1].tolist()), set(val.digits[:, 1].tolist())
+    assert used_train and used_val and not used_train & used_val
+    assert used_train <= set(np.concatenate(pools["train"]).tolist())
+    assert used_val <= set(np.concatenate(pools["val"]).tolist())
+
+
+def test_same_seed_same_scenes_other_seed_other_scenes(tmp_path: Path) -> None:
+    a_img, a_mask, a_dig = D.make_scene(TEST, "train", 3)
+    b_img, b_mask, b_dig = D.make_scene(TEST, "train", 3)
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask) and np.array_equal(a_dig, b_dig)
+    other = dataclasses.replace(TEST, seed=1)
+    c_img, c_mask, _ = D.make_scene(other, "train", 3)
+    assert not np.array_equal(a_img, c_img) and not np.array_equal(a_mask, c_mask)
+    v_img, _, _ = D.make_scene(TEST, "val", 3)
+    assert not np.array_equal(a_img, v_img)
+    assert D.scene_key(TEST) == D.scene_key(dataclasses.replace(TEST))
+    assert D.scene_key(TEST) != D.scene_key(other)
+    assert D.scene_key(TEST) != D.scene_key(dataclasses.replace(TEST, max_occlusion=0.4))
+    # a whole build in a fresh cache reproduces the same bytes
+    train, _ = D.build_scenes(TEST, tmp_path)
+    assert np.array_equal(train[3][0], a_img) and np.array_equal(train[3][1], a_mask)
+
+
+def test_default_preset_spans_scales_from_tiny_to_most_of_the_image() -> None:
+    cfg = D.SCENE_PRESETS["default"]
+    assert cfg.image_size == (513, 513)
+    heights, visible_heights = [], []
+    for i in range(4):
+        image, mask, recs = D.make_scene(cfg, "train", i)
+        assert image.shape == (513, 513, 3) and mask.shape == (513, 513)
+        heights += recs[:, 4].tolist()
+        # measure heights on the mask itself (rows covered by each visible class), not metadata
+        for cid in np.unique(mask[mask > 0]):
+            rows = np.flatnonzero((mask == cid).any(axis=1))
+            visible_heights.append(rows[-1] - rows[0] + 1)
+    assert max(heights) / min(heights) > 5
+    assert max(heights) > 0.4 * 513 and min(heights) < 0.15 * 513
+    assert max(visible_heights) / min(visible_heights) > 5
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="min_digits"):
+        dataclasses.replace(TEST, min_digits=6, max_digits=2)
+    with pytest.raises(ValueError, match="unknown background"):
+        dataclasses.replace(TEST, backgrounds=("nope",))
+    with pytest.raises(ValueError, match="unknown scene preset"):
+        D.build_scenes("huge")
+    cfg = D.SceneConfig.from_dict(json.loads(json.dumps(TEST.to_dict())))
+    assert cfg == TEST
+
+
+def test_default_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DPC_NAS_CACHE", str(tmp_path / "c"))
+    assert D.default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("DPC_NAS_CACHE")
+    assert D.default_cache_dir() == Path.home() / ".cache" / "dpc-nas"
+
+
+def _cache_dir(root: Path) -> Path:
+    (d,) = [p for p in root.iterdir() if p.name.startswith("scenes-")]
+    return d
+
+
+def test_cache_is_reused_without_regenerating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train, _ = D.build_scenes(TEST, tmp_path)
+    d = _cache_dir(tmp_path)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
+    assert {"manifest.json", "train_images.npy", "train_masks.npy", "val_images.npy"} <= set(mtimes)
+
+    def boom(*args: object) -> None:
+        raise AssertionError("regenerated although the cache was intact")
+
+    monkeypatch.setattr(D, "_generate", boom)
+    train2, _ = D.build_scenes(TEST, tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == mtimes
+    assert train2.name == train.name and np.array_equal(train2[5][0], train[5][0])
+    assert [p.name for p in tmp_path.iterdir()] == [d.name]  # no temp dirs left behind
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_manifest", "bad_manifest"])
+def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    train, _ = D.build_scenes(TEST, tmp_path)
+    reference = np.array(train.images)
+    del train
+    d = _cache_dir(tmp_path)
+    target = d / "train_images.npy"
+    if damage == "truncate":
+        with open(target, "r+b") as fh:
+            fh.truncate(target.stat().st_size // 2)
+    elif damage == "flip":
+        raw = bytearray(target.read_bytes())
+        raw[-100] ^= 0xFF
+        target.write_bytes(bytes(raw))
+    elif damage == "no_manifest":
+        (d / "manifest.json").unlink()
+    else:
+        (d / "manifest.json").write_text("{not json")
+    with caplog.at_level("WARNING", logger="proxy.data"):
+        train, _ = D.build_scenes(TEST, tmp_path)
+    assert "regenerating" in caplog.text
+    assert np.array_equal(np.asarray(train.images), reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [d.name]  # corrupt copy removed
+
+
+def test_losing_a_publish_race_keeps_the_winners_intact_copy(tmp_path: Path) -> None:
+    D.build_scenes(TEST, tmp_path)
+    final = _cache_dir(tmp_path)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in final.iterdir()}
+    mine = tmp_path / ".mine"
+    mine.mkdir()
+    D._generate(mine, TEST, D.scene_key(TEST), False)
+    D._publish(mine, final, D.scene_key(TEST), TEST)
+    assert {p.name: p.stat().st_mtime_ns for p in final.iterdir()} == mtimes
+    assert mine.exists()  # left for build_scenes to delete
+
+
+def test_leftovers_of_killed_builders_are_cleaned(tmp_path: Path) -> None:
+    name = f"scenes-{D.scene_key(TEST)}"
+    old, fresh = tmp_path / f".{name}.tmp-old", tmp_path / f".{name}.tmp-fresh"
+    old.mkdir()
+    fresh.mkdir()
+    (old / "train_images.npy").write_bytes(b"partial")
+    os.utime(old, (0, 0))
+    D.build_scenes(TEST, tmp_path)
+    assert not old.exists() and fresh.exists()  # a recent one may belong to a live builder
+
+
+def _build_in_subprocess(cache: str) -> str:
+    train, val = D.build_scenes("test", cache)
+    return train.name + str(int(np.asarray(train.masks).sum()))
+
+
+def test_concurrent_builders_do_not_corrupt_the_cache(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.map(_build_in_subprocess, [str(tmp_path)] * 2)
+    assert results[0] == results[1]
+    assert [p.name for p in tmp_path.iterdir()] == [_cache_dir(tmp_path).name]
+    train, _ = D.build_scenes("test", tmp_path)
+    assert train.name + str(int(np.asarray(train.masks).sum())) == results[0]
+
+
+def test_preview_writes_a_nontrivial_png(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "sub" / "scenes.png"
+    assert D.main(["preview", "--preset", "test", "--out", str(out), "-n", "3", "--split", "val"]) == 0
+    assert str(out) in capsys.readouterr().out
+    with Image.open(out) as im:
+        png = np.asarray(im.convert("RGB"))
+    assert png.shape[0] > 200 and png.shape[1] > 400
+    assert png.std() > 20  # not blank
+    # the mask palette colours of several digit classes appear in the figure
+    pal = D.class_colours()
+    colours = {tuple(c) for c in png.reshape(-1, 3)[:: 7].tolist()}
+    assert sum(tuple(pal[c].tolist()) in colours for c in range(1, 11)) >= 2
+
+
+def test_info_prints_statistics(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert D.main(["info", "--preset", "test", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "32 scenes 128x128" in out and "pixel share: background" in out
+
+
+@pytest.mark.parametrize(
+    "argv", [["preview", "-n", "0"], ["preview", "--preset", "huge"], ["nope"], [], ["info", "--seed", "x"]]
+)
+def test_cli_bad_arguments_give_one_line_errors(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        D.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
