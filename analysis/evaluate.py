@@ -6,17 +6,15 @@ cells are enqueued as WAITING trials; workers pop them one at a time (Optuna's o
 atomic pop, so two workers never take the same trial), evaluate, and tell the result.
 
 Resume: ``plan`` is idempotent. A cell with a COMPLETE, WAITING or live RUNNING trial is
-left alone; one whose trials all failed (or were left RUNNING by a worker process that
-no longer exists on this machine) is enqueued again, up to ``max_attempts``.
+left alone; one whose trials all failed, or were left RUNNING by a dead worker (the
+heartbeat of ``strategies.heartbeat``: its process is gone from this machine, or it has
+not beaten for ``grace`` seconds), is enqueued again, up to ``max_attempts`` trials.
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -24,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import optuna
-from optuna.distributions import CategoricalDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
@@ -32,7 +29,7 @@ from .load import open_storage
 
 log = logging.getLogger(__name__)
 
-Evaluate = Callable[[Any], Any]  # genome -> float | result with .miou/.to_dict() | dict
+Evaluate = Callable[[Any], Any]  # genome -> float | result with .miou/.to_dict()
 
 
 @dataclass(frozen=True)
@@ -47,36 +44,14 @@ class Cell:
         return self.genome.canonical_hash()
 
 
-def _space(branches: int) -> dict[str, CategoricalDistribution]:
-    from dpc.ops import OP_NAMES
-
-    d: dict[str, CategoricalDistribution] = {}
-    for b in range(branches):
-        d[f"b{b}_input"] = CategoricalDistribution(list(range(-1, b)))
-        d[f"b{b}_op"] = CategoricalDistribution(list(OP_NAMES))
-    return d
+HEARTBEAT_S = 20.0  # a running trial rewrites its heartbeat this often
+GRACE_S = 180.0  # ... and is stale (its worker gone) after this long without one
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _stale(trial: optuna.trial.FrozenTrial) -> bool:
-    """A RUNNING trial whose worker process on this host is gone (crash, kill -9)."""
-    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2) -> dict[str, int]:
+def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2, grace: float = GRACE_S) -> dict[str, int]:
     """Enqueue every cell that still needs a result; returns counts for the log/CLI."""
+    from strategies.heartbeat import stale_reason
+
     by_key: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for t in study.get_trials(deepcopy=False):
         key = t.user_attrs.get("genome_hash")
@@ -92,15 +67,17 @@ def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2) -> d
         if TrialState.WAITING in states:
             counts["queued"] += 1
             continue
-        running = [t for t in trials if t.state == TrialState.RUNNING]
-        live = [t for t in running if not _stale(t)]
-        if live:
+        running = [(t, stale_reason(t, grace)) for t in trials if t.state == TrialState.RUNNING]
+        if any(reason is None for _, reason in running):
             counts["running"] += 1
             continue
-        for t in running:  # the worker died: fail the trial so it is not counted as running
-            study._storage.set_trial_user_attr(t._trial_id, "failure_reason", "worker process died")
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-            counts["reclaimed"] += 1
+        for t, reason in running:  # its worker is gone: fail the trial, then enqueue the cell again
+            try:
+                study._storage.set_trial_user_attr(t._trial_id, "failure_reason", reason)
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                counts["reclaimed"] += 1
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # finished meanwhile
         if len(trials) >= max_attempts:
             counts["given_up"] += 1
             continue
@@ -110,97 +87,63 @@ def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2) -> d
     return counts
 
 
-def _value_and_attrs(ret: Any) -> tuple[float, dict[str, Any]]:
-    """Accept what evaluators return: a float, a result object, or a dict with 'miou'."""
-    if hasattr(ret, "miou"):
-        attrs = ret.to_dict() if hasattr(ret, "to_dict") else {"miou": ret.miou}
-        return float(ret.miou), attrs
-    if isinstance(ret, Mapping):
-        return float(ret["miou"]), dict(ret)
-    return float(ret), {}
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        return v.item()
-    return v
-
-
-def run_queue(study: optuna.Study, evaluate: Evaluate, on_done: Callable[[], None] | None = None) -> int:
+def run_queue(study: optuna.Study, objective: Any, on_done: Callable[[], None] | None = None,
+              heartbeat: float = HEARTBEAT_S) -> int:
     """Pop and evaluate WAITING trials until none is left; returns how many this worker did.
 
-    A failing evaluation becomes a FAIL trial with ``failure_reason``; the loop goes on.
-    Ctrl-C marks the current trial FAIL ("interrupted") so a rerun enqueues it again.
+    ``objective`` is a ``strategies.objectives.Objective`` or anything it resolves (a
+    callable ``genome -> float | result``). A failing evaluation becomes a FAIL trial with
+    ``failure_reason`` and the loop goes on; Ctrl-C fails the current trial
+    ("interrupted"), so a rerun enqueues its cell again.
     """
     from dpc.genome import Genome
+    from strategies.heartbeat import Heartbeat, claim
+    from strategies.space import search_space
+    from strategies.objectives import failure_reason, resolve_objective
 
+    objective = resolve_objective(objective)
+    objective.prepare()
+    storage = study._storage
     n = 0
     while True:
         trial_id = study._pop_waiting_trial_id()  # atomic: the same pop Study.ask() uses
         if trial_id is None:
             return n
+        claim(storage, trial_id)
         trial = optuna.Trial(study, trial_id)
-        study._storage.set_trial_user_attr(trial_id, "worker", worker_id())
-        fixed = study._storage.get_trial_system_attrs(trial_id).get("fixed_params", {})
+        fixed = storage.get_trial_system_attrs(trial_id).get("fixed_params", {})
         branches = sum(1 for k in fixed if k.endswith("_op"))
         try:
-            params = {name: trial.suggest_categorical(name, d.choices) for name, d in _space(branches).items()}
+            params = {name: trial.suggest_categorical(name, d.choices) for name, d in search_space(branches).items()}
             genome = Genome.from_params(params)
-            ret = evaluate(genome)
-            value, attrs = _value_and_attrs(ret)
+            with Heartbeat(storage, trial_id, heartbeat):
+                outcome = objective.evaluate(genome)
         except KeyboardInterrupt:
             trial.set_user_attr("failure_reason", "interrupted")
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as e:  # noqa: BLE001 - one bad cell must not stop the queue
-            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
+            reason = failure_reason(e)
             log.warning("trial %d failed: %s", trial.number, reason)
-            log.debug("%s", traceback.format_exc())
             trial.set_user_attr("failure_reason", reason)
             study.tell(trial, state=TrialState.FAIL)
         else:
-            for k, v in attrs.items():
-                if k not in ("genome",):
-                    trial.set_user_attr(k, _jsonable(v))
-            if not math.isfinite(value):
-                trial.set_user_attr("failure_reason", f"non-finite value {value}")
-                study.tell(trial, state=TrialState.FAIL)
-            else:
-                study.tell(trial, value)
+            for k, v in outcome.attrs.items():
+                if k != "genome":
+                    trial.set_user_attr(k, v)  # already plain JSON (outcome_of)
+            study.tell(trial, outcome.value)
         n += 1
         if on_done is not None:
             on_done()
 
 
 # -- resolving an objective by name, in every worker process ------------------------------------
-def make_evaluator(objective: str, config: str | None = None, seed: int = 0) -> Evaluate:
-    """``full`` / ``proxy`` (with a config name), or anything ``strategies.objectives`` knows
-    (``synthetic``, ``module:callable``). Imported lazily: torch only where needed."""
-    if objective in ("full", "proxy"):
-        if objective == "full":
-            from proxy.full import FullEvaluator as E
-        else:
-            from proxy.evaluator import ProxyEvaluator as E
-        ev = E(config=config)
-        return lambda g: ev.evaluate(g, seed=seed)
-    try:
-        from strategies.objectives import resolve_objective
-    except ImportError:  # pragma: no cover - strategies not installed
-        resolve_objective = None
-    if resolve_objective is not None:
-        return resolve_objective(objective, config=config)
-    if ":" in objective:
-        import importlib
+def make_objective(objective: str, config: str | None = None, seed: int = 0) -> Any:
+    """``full`` / ``proxy`` (with a config name), ``synthetic[:...]`` or ``module:callable``,
+    resolved by ``strategies.objectives`` (torch is imported only for full/proxy)."""
+    from strategies.objectives import resolve_objective
 
-        mod, _, attr = objective.partition(":")
-        return getattr(importlib.import_module(mod), attr)
-    raise ValueError(f"unknown objective {objective!r}; expected full, proxy, synthetic or module:callable")
+    return resolve_objective(objective, config=config, eval_seed=seed)
 
 
 def _worker(storage: str, study_name: str, objective: str, config: str | None, seed: int) -> int:
@@ -213,7 +156,7 @@ def _worker(storage: str, study_name: str, objective: str, config: str | None, s
     except ImportError:  # pragma: no cover
         pass
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    return run_queue(study, make_evaluator(objective, config, seed))
+    return run_queue(study, make_objective(objective, config, seed))
 
 
 def evaluate_cells(
@@ -235,8 +178,10 @@ def evaluate_cells(
     """
     st = open_storage(storage, create=True)
     study = optuna.create_study(storage=st, study_name=study_name, direction="maximize", load_if_exists=True)
-    for k, v in (study_attrs or {}).items():
-        study.set_user_attr(k, _jsonable(v))
+    from strategies.objectives import as_mapping
+
+    for k, v in as_mapping(study_attrs or {}).items():
+        study.set_user_attr(k, v)
     counts = plan(study, cells, max_attempts=max_attempts)
     log.info("study %s: %s", study_name, counts)
     todo = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -245,10 +190,10 @@ def evaluate_cells(
     bar = _bar(todo, study_name, progress)
     try:
         if workers <= 1:
-            evaluate = objective if callable(objective) else make_evaluator(objective, config, seed)
-            run_queue(study, evaluate, on_done=lambda: bar.update(1))
+            obj = make_objective(objective, config, seed) if isinstance(objective, str) else objective
+            run_queue(study, obj, on_done=lambda: bar.update(1))
         else:
-            if callable(objective) or isinstance(storage, BaseStorage):
+            if not isinstance(objective, str) or isinstance(storage, BaseStorage):
                 raise ValueError("workers > 1 need a storage path/URL and an objective name")
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
