@@ -1,0 +1,143 @@
+"""What every genome sampler shares: the whole cell proposed at once, state from the study.
+
+A sampler proposes all ``b{i}_input`` / ``b{i}_op`` params of a trial in one
+``sample_relative`` call, from the study's trials only, with random numbers derived from
+``(seed, draw index)``. The draw index is the number of earlier trials the sampler itself
+drew (trials re-run or enqueued with fixed params do not count), so:
+
+- a sampler keeps no state in memory: a restarted worker, or a second worker on another
+  machine, proposes what an uninterrupted single worker would have proposed from the
+  same history (a crashed trial's re-run does not shift later draws);
+- several workers need no per-worker seeds: their trials have different indices.
+
+Uniform draws and every other random choice (coin flips, parents, mutations) use separate
+streams, so at one seed `random`, `local` and `evolution` draw the same uniform cells at
+the same indices (common random numbers: less noise when comparing strategies).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from dpc.genome import DEFAULT_BRANCHES, Genome
+from dpc.mutation import sample_genome
+
+from .space import search_space
+
+log = logging.getLogger(__name__)
+
+FIXED_PARAMS_KEY = "fixed_params"  # Optuna's system attr of enqueued (and re-run) trials
+UNIFORM_STREAM, CHOICE_STREAM, TPE_STREAM, INDEPENDENT_STREAM = 0, 1, 2, 3
+
+
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def draw_index(study: Study, trial: FrozenTrial) -> int:
+    """How many earlier trials of the study were drawn by a sampler (not fixed/enqueued)."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.number < trial.number and FIXED_PARAMS_KEY not in t.system_attrs
+    )
+
+
+def rng_for(seed: int, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index, stream])
+
+
+def int_seed_for(seed: int, index: int, stream: int) -> int:
+    """A 32-bit seed for APIs that take one (numpy RandomState inside Optuna)."""
+    return int(np.random.SeedSequence([seed, index, stream]).generate_state(1)[0])
+
+
+def completed_trials(study: Study, branches: int) -> list[FrozenTrial]:
+    """COMPLETE trials with a finite value and genome params: the history samplers use.
+
+    (Params are only checked for presence here; they are parsed when a trial is used.)
+    """
+    last = f"b{branches - 1}_op"
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value) and last in t.params and f"b{branches}_op" not in t.params
+    ]
+
+
+def ranked(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Best first (maximisation); ties go to the earlier trial."""
+    return sorted(trials, key=lambda t: (-float(t.value), t.number))
+
+
+@dataclass
+class Proposal:
+    genome: Genome
+    origin: str  # "random" | "mutation" | "tpe"
+    parent: int | None = None  # trial number of the mutated parent
+    attrs: dict[str, Any] = field(default_factory=dict)  # extra user attrs (e.g. tournament)
+
+
+class GenomeSampler(BaseSampler):
+    """Base class: subclasses implement ``propose`` from the completed trials."""
+
+    strategy = "base"
+
+    def __init__(self, seed: int = 0, branches: int = DEFAULT_BRANCHES) -> None:
+        self.seed = check_seed(seed)
+        self.branches = int(branches)
+        self._space = search_space(self.branches)
+
+    # -- what subclasses implement -----------------------------------------------------
+    def propose(self, completed: list[FrozenTrial], index: int, trial: FrozenTrial) -> Proposal:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The strategy's settings, stored on the study as ``strategy_params``."""
+        return {}
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def uniform(self, index: int) -> Genome:
+        return sample_genome(rng_for(self.seed, index, UNIFORM_STREAM), self.branches)
+
+    def choices(self, index: int) -> np.random.Generator:
+        return rng_for(self.seed, index, CHOICE_STREAM)
+
+    # -- Optuna's sampler interface ----------------------------------------------------------
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return dict(self._space)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        index = draw_index(study, trial)
+        proposal = self.propose(completed_trials(study, self.branches), index, trial)
+        if len(proposal.genome) != self.branches:
+            raise RuntimeError(f"{self.strategy}: proposed {len(proposal.genome)} branches, expected {self.branches}")
+        storage = study._storage
+        storage.set_trial_user_attr(trial._trial_id, "origin", proposal.origin)
+        storage.set_trial_user_attr(trial._trial_id, "parent", proposal.parent)
+        for key, value in proposal.attrs.items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
+        params = proposal.genome.to_params()
+        return {name: params[name] for name in search_space if name in params}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        # Only reached for parameters outside the genome space (a user's extra suggest).
+        sub = int_seed_for(self.seed, trial.number, INDEPENDENT_STREAM)
+        return optuna.samplers.RandomSampler(seed=sub).sample_independent(study, trial, param_name, param_distribution)

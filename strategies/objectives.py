@@ -1,0 +1,221 @@
+"""Objectives: any ``genome -> float`` (higher is better), resolved from a spec string.
+
+Specs (``--objective``): ``proxy`` (the proxy evaluator, ``proxy.evaluator``), ``full``
+(the full-task evaluator, ``proxy.full``), ``synthetic[:NAME,key=value,...]`` (cheap, known
+optimum; see ``strategies.synthetic``) and ``package.module:callable`` (a user's function,
+or a class instantiated without arguments, or an object with ``evaluate``).
+
+An objective may return a number, or a result object with ``.miou`` and ``.to_dict()``
+(the evaluators' ``EvalResult``), whose keys are then stored on the trial. A raised
+exception, a NaN or an infinite value is a failed evaluation; exceptions with a ``reason``
+attribute (``proxy.errors.EvaluationError``) give that reason. ``proxy`` is imported only
+when asked for, so strategies work without torch-heavy imports on the synthetic objective.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from dpc.genome import Genome
+
+log = logging.getLogger(__name__)
+
+RESERVED = ("proxy", "full", "synthetic")
+MAX_REASON = 500
+
+
+class ObjectiveError(ValueError):
+    """An objective spec that cannot be resolved; the message is one line."""
+
+
+class EvaluationFailure(Exception):
+    """An evaluation that produced no usable value; ``reason`` goes on the failed trial."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def failure_reason(e: BaseException) -> str:
+    reason = getattr(e, "reason", None)
+    if isinstance(reason, str) and reason.strip():
+        return one_line(reason)
+    msg = str(e).strip()
+    return one_line(f"{type(e).__name__}: {msg}" if msg else type(e).__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    """Numpy scalars/arrays and tuples -> plain JSON types, as every storage accepts."""
+    def default(o: Any) -> Any:
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if hasattr(o, "item"):
+            return o.item()
+        return str(o)
+
+    return json.loads(json.dumps(value, default=default))
+
+
+@dataclass
+class Outcome:
+    value: float
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def outcome_of(result: Any) -> Outcome:
+    """A number, or an object with ``.miou`` (and ``.to_dict()``), -> Outcome; else failure."""
+    attrs: dict[str, Any] = {}
+    if hasattr(result, "miou"):
+        value = result.miou
+        if callable(getattr(result, "to_dict", None)):
+            attrs = {str(k): _jsonable(v) for k, v in result.to_dict().items()}
+    else:
+        value = result
+    if isinstance(value, bool) or value is None:
+        raise EvaluationFailure(f"objective returned {value!r}, expected a number")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise EvaluationFailure(one_line(f"objective returned {type(result).__name__} {result!r:.80}, expected a number")) from None
+    if not math.isfinite(value):
+        raise EvaluationFailure(f"objective returned {value}")
+    return Outcome(value, attrs)
+
+
+@dataclass
+class Objective:
+    """A resolved objective: the callable plus what a study records about it."""
+
+    fn: Callable[..., Any]
+    spec: str  # stored on the study as ``objective``
+    name: str  # default experiment name
+    config: str | None = None  # evaluator config name, stored on the study as ``config``
+    metric: str = "value"  # what the value is called in output ("mIOU", "score")
+    prepare_fn: Callable[[], Any] | None = None
+    takes_callback: bool = False  # fn(genome, callback=(step, value)) for intermediate values
+    default_budget: int = 100  # evaluations when --budget is not given
+
+    def prepare(self) -> None:
+        if self.prepare_fn is not None:
+            self.prepare_fn()
+
+    def evaluate(self, genome: Genome, callback: Callable[[int, float], None] | None = None) -> Outcome:
+        result = self.fn(genome, callback=callback) if self.takes_callback and callback else self.fn(genome)
+        return outcome_of(result)
+
+
+def experiment_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "objective"
+
+
+def _wrap_callable(obj: Any, spec: str, name: str) -> Objective:
+    if inspect.isclass(obj):
+        try:
+            obj = obj()
+        except Exception as e:
+            raise ObjectiveError(f"cannot instantiate {spec}: {failure_reason(e)}") from None
+    fn = obj if callable(obj) else getattr(obj, "evaluate", None)
+    if not callable(fn):
+        raise ObjectiveError(f"{spec} is not callable (expected a function genome -> float)")
+    prepare = getattr(obj, "prepare", None)
+    return Objective(
+        fn=fn,
+        spec=spec,
+        name=name,
+        metric=str(getattr(obj, "metric", "value")),
+        prepare_fn=prepare if callable(prepare) else None,
+    )
+
+
+def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir: str | None, threads: int | None) -> Objective:
+    kind = "full" if full else "proxy"
+    try:
+        from proxy.config import default_config_name, get_config
+
+        if full:
+            from proxy.full import FullEvaluator as Evaluator
+        else:
+            from proxy.evaluator import ProxyEvaluator as Evaluator
+    except ImportError as e:
+        raise ObjectiveError(f"--objective {kind} needs the proxy package, which failed to import: {one_line(str(e), 200)}") from None
+    name = config or default_config_name()
+    try:
+        cfg = get_config(name, full=full)
+    except ValueError as e:
+        raise ObjectiveError(one_line(str(e))) from None
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    evaluator = Evaluator(config=name, cache_dir=cache_dir)
+
+    def fn(genome: Genome, callback: Callable[[int, float], None] | None = None) -> Any:
+        return evaluator.evaluate(genome, seed=eval_seed, callback=callback)
+
+    return Objective(
+        fn, kind, f"{kind}-{name}", config=name, metric="mIOU", prepare_fn=evaluator.prepare, takes_callback=True,
+        default_budget=int(getattr(cfg, "default_budget", 16)),
+    )
+
+
+def resolve_objective(
+    spec: str | Callable[..., Any] | Objective,
+    config: str | None = None,
+    eval_seed: int | None = None,
+    cache_dir: str | None = None,
+    threads: int | None = None,
+) -> Objective:
+    """``"proxy"``, ``"full"``, ``"synthetic:slow,sleep=1"``, ``"pkg.mod:fn"`` or a callable."""
+    if isinstance(spec, Objective):
+        return spec
+    if callable(spec) and not isinstance(spec, str):
+        name = getattr(spec, "__name__", None) or type(spec).__name__
+        obj = _wrap_callable(spec, f"{getattr(spec, '__module__', '?')}:{name}", experiment_name(name))
+        obj.spec = f"python:{name}"
+        return obj
+    if not isinstance(spec, str) or not spec.strip():
+        raise ObjectiveError(f"objective must be a callable or a spec string, got {spec!r}")
+    spec = spec.strip()
+    head, sep, rest = spec.partition(":")
+    if head in ("proxy", "full"):
+        if sep:
+            raise ObjectiveError(f"--objective {head} takes no options (use --config), got {spec!r}")
+        return _evaluator(head == "full", config, eval_seed, cache_dir, threads)
+    if head == "synthetic":
+        from .synthetic import make_synthetic
+
+        try:
+            fn = make_synthetic(rest)
+        except ValueError as e:
+            raise ObjectiveError(one_line(str(e))) from None
+        canonical = "synthetic:" + (rest or "structured")
+        return Objective(fn, canonical, experiment_name(canonical), metric=fn.metric)
+    if not sep or not head or not rest:
+        raise ObjectiveError(
+            f"unknown objective {spec!r}; expected proxy, full, synthetic[:NAME,key=value] or module:callable"
+        )
+    try:
+        module = importlib.import_module(head)
+    except Exception as e:  # ImportError, or the module itself raising on import
+        raise ObjectiveError(f"cannot import module {head!r} for --objective {spec}: {failure_reason(e)}") from None
+    obj: Any = module
+    for part in rest.split("."):
+        if not hasattr(obj, part):
+            raise ObjectiveError(f"module {head!r} has no attribute {rest!r} (--objective {spec})")
+        obj = getattr(obj, part)
+    return _wrap_callable(obj, spec, experiment_name(spec))
+
+
+def describe(objective: Objective) -> str:
+    return objective.spec + (f" (config {objective.config})" if objective.config else "")

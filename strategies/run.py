@@ -1,0 +1,276 @@
+"""``python -m strategies.run --strategy {random,local,evolution,tpe}``: search, resume, report.
+
+With no other flag: the proxy evaluator on the embedded dataset (config ``cpu``, or
+``paper`` on a GPU), the config's default budget, seed 0, study
+``{experiment}-{strategy}-seed{seed}`` in the journal file ``runs/{experiment}.journal``
+(experiment ``proxy-cpu`` etc.). Re-running the same command resumes the study up to the
+budget; ``--workers N`` runs N processes; ``--storage postgresql://...`` shares a study
+between machines. At the end it prints the best cell and writes it as DeepLab JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .registry import STRATEGIES
+
+PROG = "python -m strategies.run"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags -> one line on stderr (and exit status 2), not usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategy", required=True, choices=list(STRATEGIES), help="search strategy")
+    p.add_argument("--budget", type=positive_int, help="trials to run in the study, failed evaluations included "
+                   "(default: the proxy config's default_budget, 16 for cpu; 100 for other objectives)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--objective", default="proxy", help="proxy | full | synthetic[:NAME,key=value,...] | module:callable (default proxy)")
+    p.add_argument("--config", help="evaluator config: test | cpu | paper (default: paper on CUDA, else cpu)")
+    p.add_argument("--experiment", help="experiment name (default from the objective, e.g. proxy-cpu)")
+    p.add_argument("--study", help="study name (default {experiment}-{strategy}-seed{seed})")
+    p.add_argument("--storage", help="journal file path or Optuna storage URL, e.g. postgresql://user:pw@host/db "
+                   "(default runs/{experiment}.journal)")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--dedupe", action="store_true", help="reuse the value of an already evaluated equivalent cell")
+    p.add_argument("--branches", type=positive_int, default=5, help="branches per cell (default 5, the paper's)")
+    p.add_argument("--eval-seed", type=nonneg_int, help="training seed for every evaluation (default: the config's)")
+    p.add_argument("--cache-dir", help="dataset/feature cache directory of the evaluator")
+    p.add_argument("--out-dir", default="runs", help="where the default journal and best_cell.json go (default runs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s = p.add_argument_group("strategy settings (defaults scale with the budget; see README)")
+    s.add_argument("--p-random", type=probability, help="local: probability of a uniform sample (default 0.5)")
+    s.add_argument("--top-k", type=positive_int, help="local: parents come from the k best trials (default min(10, budget//10), >= 1)")
+    s.add_argument("--population", type=positive_int, help="evolution: population P (default budget//5 in [10, 100])")
+    s.add_argument("--tournament", type=positive_int, help="evolution: tournament size S (default ceil(P/4), >= 2)")
+    s.add_argument("--tpe-startup", type=nonneg_int, help="tpe: random trials before TPE (default 10, Optuna's)")
+    f = p.add_argument_group("faults")
+    f.add_argument("--heartbeat", type=positive_float, default=10.0, help="seconds between trial heartbeats (default 10)")
+    f.add_argument("--grace", type=positive_float, default=60.0, help="seconds without heartbeat before a trial is re-run (default 60)")
+    f.add_argument("--max-retry", type=nonneg_int, default=2, help="re-runs of a cell whose worker died (default 2)")
+    f.add_argument("--max-consecutive-failures", type=positive_int, default=10,
+                   help="stop a worker after this many failed evaluations in a row (default 10)")
+    p.add_argument("--worker-index", type=nonneg_int, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
+    p.add_argument("--poll", type=positive_float, default=1.0, help=argparse.SUPPRESS)
+    return p
+
+
+def explicit_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in {
+            "p_random": args.p_random, "top_k": args.top_k, "population": args.population,
+            "tournament": args.tournament, "n_startup_trials": args.tpe_startup,
+        }.items()
+        if v is not None
+    }
+
+
+FLAG_OF = {"p_random": "--p-random", "top_k": "--top-k", "population": "--population", "tournament": "--tournament",
+           "n_startup_trials": "--tpe-startup"}
+
+
+class Progress:
+    """tqdm bar: trials used of the budget, and the best value so far."""
+
+    def __init__(self, strategy: str, budget: int, metric: str, enabled: bool) -> None:
+        self.strategy, self.budget, self.metric, self.enabled = strategy, budget, metric, enabled
+        self.bar = None
+
+    def __call__(self, status) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.budget, initial=min(status.used, self.budget), desc=self.strategy, unit="trial",
+                            file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = min(status.used, self.budget)
+        best = "-" if status.best is None else f"{status.best:.4f}"
+        fails = f", {status.failed} failed" if status.failed else ""
+        self.bar.set_postfix_str(f"best {self.metric} {best}{fails}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def summary(result, out_dir: str, elapsed: float) -> tuple[list[str], int]:
+    """The lines printed at the end, and the exit status (1 if no trial completed)."""
+    st = result.status
+    budget = result.study.user_attrs.get("budget")
+    lines = [f"{st.used}/{budget} trials used ({st.complete} complete, {st.failed} failed) in {_duration(elapsed)}"]
+    t = st.best_trial
+    if t is None:
+        lines.append("no trial completed: see each trial's failure_reason (optuna-dashboard, or analysis)")
+        return lines, 1
+    genome = result.best_genome
+    lines.append(f"best cell  {genome}  (trial {t.number})")
+    lines.append(f"{result.metric:<10} {st.best:.4f}")
+    if t.user_attrs.get("flops") is not None:
+        lines.append(f"{'FLOPs':<10} {float(t.user_attrs['flops']) / 1e9:.3f} G")
+    if t.user_attrs.get("params") is not None:
+        lines.append(f"{'params':<10} {int(t.user_attrs['params']):,}")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in result.study.study_name)
+    path = Path(out_dir) / safe / "best_cell.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(genome.to_json() + "\n")
+    lines.append(f"{'json':<10} {path}")
+    return lines, 0
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    worker = args.worker_index is not None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    old_sigterm = signal.signal(signal.SIGTERM, _sigterm) if threading_main() else None
+    try:
+        return _run(parser, args, argv, worker)
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
+
+
+def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worker: bool) -> int:
+
+    from .api import search
+    from .objectives import ObjectiveError, resolve_objective
+    from .storage import StorageError
+    from .study import SearchError
+
+    try:
+        objective = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed,
+                                      cache_dir=args.cache_dir, threads=args.threads)
+    except ObjectiveError as e:
+        parser.exit(2, f"{PROG}: error: {e}\n")
+    budget = args.budget or objective.default_budget
+    experiment = args.experiment or objective.name
+    storage = args.storage or str(Path(args.out_dir) / f"{experiment}.journal")
+    show = not (args.quiet or worker)
+    progress = Progress(args.strategy, budget, objective.metric, enabled=show)
+
+    def on_start(study, handle, resumed, params) -> None:
+        if worker:
+            return
+        settings = ", ".join(f"{k} {v}" for k, v in params.items())
+        print(f"{args.strategy} search on {objective.spec}" + (f" (config {objective.config})" if objective.config else "")
+              + f": budget {budget}, seed {args.seed}" + (f", {args.workers} workers" if args.workers > 1 else "")
+              + (f"; {settings}" if settings else ""))
+        from .study import budget_status
+
+        used = budget_status(study).used
+        state = f"resuming at {used}/{budget}" if resumed else "new"
+        print(f"study {study.study_name} in {handle.display} ({state})", flush=True)
+
+    start = time.time()
+    try:
+        result = search(
+            objective, args.strategy, budget, args.seed, storage=storage, study_name=args.study, experiment=experiment,
+            strategy_params=explicit_params(args), dedupe=args.dedupe, branches=args.branches, config=args.config,
+            eval_seed=args.eval_seed, cache_dir=args.cache_dir, workers=args.workers, threads=args.threads,
+            heartbeat=args.heartbeat, grace=args.grace, max_retry=args.max_retry, poll=args.poll,
+            max_consecutive_failures=args.max_consecutive_failures,
+            command=shlex.join(["python", "-m", "strategies.run", *argv]), on_progress=progress, on_start=on_start,
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        if not worker:
+            print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except (ObjectiveError, StorageError, ValueError) as e:
+        progress.close()
+        msg = str(e)
+        for key, flag in FLAG_OF.items():
+            msg = msg.replace(f"setting {key}", f"setting {flag}")
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 2
+    except SearchError as e:
+        progress.close()
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    progress.close()
+    if worker:
+        return 0
+    lines, status = summary(result, args.out_dir, time.time() - start)
+    print("\n".join(lines))
+    return status
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The genome space as Optuna distributions, and the genome <-> trial conversions.
+
+Branch b has two categorical parameters: ``b{b}_input`` over [-1, 0, .., b-1] (-1 is the
+backbone feature map) and ``b{b}_op`` over the 81 operation names, in ``dpc.ops`` order.
+Every strategy suggests exactly these parameters, so all studies share one trial schema
+and a trial's params are always ``Genome.to_params()`` of the evaluated cell.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Mapping
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import FrozenTrial
+
+from dpc.genome import DEFAULT_BRANCHES, FEATURES, Genome
+from dpc.ops import OP_NAMES
+
+
+@lru_cache(maxsize=None)
+def _space(branches: int) -> tuple[tuple[str, CategoricalDistribution], ...]:
+    if branches < 1:
+        raise ValueError(f"number of branches must be >= 1, got {branches}")
+    items: list[tuple[str, CategoricalDistribution]] = []
+    for b in range(branches):
+        items.append((f"b{b}_input", CategoricalDistribution(list(range(FEATURES, b)))))
+        items.append((f"b{b}_op", CategoricalDistribution(list(OP_NAMES))))
+    return tuple(items)
+
+
+def search_space(branches: int = DEFAULT_BRANCHES) -> dict[str, BaseDistribution]:
+    """Ordered ``{param name: distribution}`` for a cell of ``branches`` branches."""
+    return dict(_space(branches))
+
+
+def genome_params(genome: Genome) -> dict[str, Any]:
+    return genome.to_params()
+
+
+def genome_of(params: Mapping[str, Any]) -> Genome:
+    """The genome a trial's params encode (``GenomeError`` if they are not a cell)."""
+    return Genome.from_params(params)
+
+
+def trial_genome(trial: FrozenTrial) -> Genome | None:
+    """The genome of a trial, or None when it has no (or incomplete) genome params."""
+    try:
+        return Genome.from_params(trial.params)
+    except ValueError:
+        return None
+
+
+def branches_of(space: Mapping[str, Any]) -> int:
+    n = 0
+    while f"b{n}_op" in space:
+        n += 1
+    return n

@@ -1,0 +1,143 @@
+"""Storage specs -> Optuna storage, plus the lock that keeps a study's budget exact.
+
+A spec is ``None`` (in memory: one process, no resume), a URL with ``://`` (any Optuna RDB
+URL: ``sqlite:///x.db``, ``postgresql://user:pw@host/db``, ``mysql://...``) or a path,
+which is an Optuna journal file (Optuna's advice for parallel workers on one machine).
+
+The budget lock serialises the few storage operations that decide whether a worker may
+start another trial (count, ask, fail-and-requeue stale trials), so several workers never
+start more trials than the budget allows. It is held for milliseconds per trial:
+
+- journal file / SQLite: ``fcntl.flock`` on a sidecar file ``<path>.dpc-lock``
+  (one machine; the kernel releases it when a process dies, even by SIGKILL);
+- PostgreSQL: a transaction-scoped advisory lock keyed by the study name, so workers on
+  several machines share it (released when a worker's connection drops);
+- in memory: a thread lock; any other URL: a process-local lock, with a warning that
+  concurrent workers may overshoot the budget by up to (workers - 1) trials.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator
+
+import optuna
+from optuna.storages import BaseStorage
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(RuntimeError):
+    """A storage that cannot be opened; the message is one line."""
+
+
+@dataclass
+class StorageHandle:
+    storage: BaseStorage
+    spec: str | None  # what a child worker passes to reopen it (None: in memory)
+    lock: Callable[[str], ContextManager]  # study name -> budget lock
+    persistent: bool  # survives the process (resume, several workers)
+
+    @property
+    def display(self) -> str:
+        return "in memory" if self.spec is None else redact(self.spec)
+
+
+def redact(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+@contextlib.contextmanager
+def file_lock(path: str) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def advisory_key(study_name: str) -> int:
+    """A signed 64-bit key for pg_advisory_xact_lock, stable across machines."""
+    return int.from_bytes(hashlib.sha256(b"dpc-nas:" + study_name.encode()).digest()[:8], "big", signed=True)
+
+
+def _pg_lock(engine) -> Callable[[str], ContextManager]:
+    from sqlalchemy import text
+
+    @contextlib.contextmanager
+    def lock(study_name: str) -> Iterator[None]:
+        with engine.connect() as conn, conn.begin():
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(study_name)})
+            yield
+
+    return lock
+
+
+def _thread_lock() -> Callable[[str], ContextManager]:
+    locks: dict[str, threading.Lock] = {}
+    guard = threading.Lock()
+
+    def lock(study_name: str) -> ContextManager:
+        with guard:
+            return locks.setdefault(study_name, threading.Lock())
+
+    return lock
+
+
+def open_storage(spec: str | os.PathLike | None) -> StorageHandle:
+    """Open (creating if needed) the storage a spec names; one-line ``StorageError`` if not."""
+    if spec is None or str(spec) in ("", ":memory:"):
+        return StorageHandle(optuna.storages.InMemoryStorage(), None, _thread_lock(), persistent=False)
+    text = str(spec)
+    if "://" in text:
+        return _open_rdb(text)
+    path = Path(text).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        storage = JournalStorage(JournalFileBackend(str(path)))
+    except (OSError, ValueError) as e:
+        raise StorageError(f"cannot open journal file {text!r}: {_first_line(e)}") from None
+    lock_path = str(path) + ".dpc-lock"
+    return StorageHandle(storage, str(path), lambda _name: file_lock(lock_path), persistent=True)
+
+
+def _open_rdb(url: str) -> StorageHandle:
+    scheme = url.split("://", 1)[0].lower()
+    engine_kwargs = {} if scheme.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ModuleNotFoundError as e:
+        hint = " (pip install 'dpc-nas[postgres]')" if scheme.startswith("postgres") else ""
+        raise StorageError(f"cannot open storage {redact(url)}: missing driver {e.name}{hint}") from None
+    except Exception as e:  # sqlalchemy errors: bad URL, refused connection, auth
+        raise StorageError(f"cannot open storage {redact(url)}: {_first_line(e)}") from None
+    if scheme.startswith("postgres"):
+        lock = _pg_lock(storage.engine)
+    elif scheme.startswith("sqlite"):
+        db = url.split(":///", 1)[1] if ":///" in url else ""
+        lock_path = (db or "sqlite") + ".dpc-lock"
+        lock = lambda _name: file_lock(lock_path)  # noqa: E731
+    else:
+        log.warning(
+            "no cross-process budget lock for %s storage: concurrent workers may overshoot the "
+            "budget by up to (workers - 1) trials; use PostgreSQL or a journal file for exact budgets",
+            scheme,
+        )
+        lock = _thread_lock()
+    return StorageHandle(storage, url, lock, persistent=True)

@@ -1,0 +1,345 @@
+"""Studies and the worker loop: budget, resume, stale trials, failures, dedupe.
+
+Budget semantics (one number, counted in trials of the study):
+
+- a trial *uses* budget when it is COMPLETE (including ``--dedupe`` hits, which cost no
+  evaluation but are a proposal of the strategy) or FAILED by its evaluation (exception,
+  NaN, out of memory; the reason is on the trial);
+- a trial whose worker died (stale heartbeat, SIGKILL) or was interrupted (Ctrl-C) does not:
+  it is marked FAIL with ``failure_kind`` "stale"/"interrupted" and re-run with the same
+  params as a new trial (``retry_of``); after ``max_retry`` re-runs of one cell it counts as
+  a failed evaluation;
+- a worker starts a trial only while used + running < budget, deciding under the storage's
+  budget lock (see ``strategies.storage``); so N workers end with exactly ``budget``
+  used trials, and re-running the command continues the study up to the budget.
+
+Trial schema (user attributes; ``analysis`` reads them): ``genome``, ``genome_hash``,
+``json`` (DeepLab JSON), ``origin`` ("random" | "mutation" | "tpe"), ``parent`` (trial
+number or None), every key of the objective's ``result.to_dict()`` (proxy: ``miou``,
+``per_class_iou``, ``params``, ``flops``, ``train_seconds``, ...), on failure
+``failure_reason`` (one line) and ``failure_kind``, with dedupe ``dedupe_of``, on re-runs
+``retry_of``; evolution adds ``tournament`` (the aspirants' trial numbers).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from dpc.genome import Genome
+
+from .base import FIXED_PARAMS_KEY
+from .heartbeat import Heartbeat, claim, stale_reason
+from .objectives import EvaluationFailure, Objective, failure_reason, one_line
+from .space import search_space
+from .storage import StorageHandle
+
+log = logging.getLogger(__name__)
+
+RETRIES_KEY = "dpc:retries"
+REQUEUED_KINDS = ("stale", "interrupted")
+STUDY_KEYS = ("strategy", "seed", "objective", "config", "branches")
+ZERO_COST_KEYS = ("train_seconds", "eval_seconds")
+# Trial attrs the worker loop and samplers own; the rest came from the objective's result.
+OWN_KEYS = frozenset(
+    {"genome", "genome_hash", "json", "origin", "parent", "tournament", "retry_of", "dedupe_of", "failure_reason", "failure_kind"}
+)
+
+
+class SearchError(RuntimeError):
+    """A search that cannot start or go on; the message is one line."""
+
+
+# -- budget -----------------------------------------------------------------------------------
+@dataclass
+class BudgetStatus:
+    complete: int = 0
+    failed: int = 0  # failed evaluations (count against the budget)
+    requeued: int = 0  # failed by a dead or interrupted worker, re-run (do not count)
+    running: int = 0
+    waiting: int = 0
+    best: float | None = None
+    best_trial: FrozenTrial | None = field(default=None, repr=False)
+
+    @property
+    def used(self) -> int:
+        return self.complete + self.failed
+
+    @classmethod
+    def of(cls, trials: list[FrozenTrial]) -> "BudgetStatus":
+        s = cls()
+        for t in trials:
+            if t.state == TrialState.COMPLETE or t.state == TrialState.PRUNED:
+                s.complete += 1
+                if t.state == TrialState.COMPLETE and t.value is not None and (
+                    s.best is None or t.value > s.best or (t.value == s.best and t.number < s.best_trial.number)
+                ):
+                    s.best, s.best_trial = t.value, t
+            elif t.state == TrialState.FAIL:
+                if t.user_attrs.get("failure_kind") in REQUEUED_KINDS:
+                    s.requeued += 1
+                else:
+                    s.failed += 1
+            elif t.state == TrialState.RUNNING:
+                s.running += 1
+            elif t.state == TrialState.WAITING:
+                s.waiting += 1
+        return s
+
+
+def budget_status(study: Study) -> BudgetStatus:
+    return BudgetStatus.of(study.get_trials(deepcopy=False))
+
+
+# -- study creation and resume ----------------------------------------------------------------------
+def open_study(
+    handle: StorageHandle,
+    name: str,
+    attrs: Mapping[str, Any],
+    strategy_params: Mapping[str, Any],
+    explicit: Mapping[str, Any] = (),
+) -> tuple[Study, dict[str, Any]]:
+    """Create the study or load it for resume; returns it and the strategy params to use.
+
+    ``attrs`` (strategy, seed, budget, objective, config, branches, command) are stored on a
+    new study; on resume they must match (budget may change), and the stored
+    ``strategy_params`` are kept unless a flag in ``explicit`` contradicts them (an error).
+    """
+    try:
+        study = optuna.create_study(
+            storage=handle.storage, study_name=name, direction="maximize", load_if_exists=True,
+            sampler=optuna.samplers.RandomSampler(),
+        )
+    except Exception as e:
+        raise SearchError(f"cannot open study {name!r} in {handle.display}: {failure_reason(e)}") from None
+    if study.direction != StudyDirection.MAXIMIZE:
+        raise SearchError(f"study {name!r} in {handle.display} minimises; dpc-nas studies maximise")
+    stored = study.user_attrs
+    if "strategy" not in stored:  # new study (or one created by a worker that died at once)
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("strategy_params", dict(strategy_params))
+        return study, dict(strategy_params)
+    for key in STUDY_KEYS:
+        if key in attrs and stored.get(key) != attrs[key]:
+            raise SearchError(
+                f"study {name!r} in {handle.display} was run with {key}={stored.get(key)!r}, not {attrs[key]!r}; "
+                "pass the same value, or another --study/--experiment"
+            )
+    params = dict(stored.get("strategy_params") or {})
+    for key, value in dict(explicit).items():
+        if key in params and params[key] != value:
+            raise SearchError(
+                f"study {name!r} was run with {key}={params[key]!r}, not {value!r}; "
+                "strategy settings cannot change on resume (use another --study)"
+            )
+    if "budget" in attrs and stored.get("budget") != attrs["budget"]:
+        log.info("study %s: budget %s -> %s", name, stored.get("budget"), attrs["budget"])
+        study.set_user_attr("budget", attrs["budget"])
+    return study, params
+
+
+# -- stale and interrupted trials ----------------------------------------------------------------------
+def requeue(study: Study, trial: FrozenTrial, kind: str, reason: str, max_retry: int) -> int | None:
+    """Fail a trial whose worker is gone and enqueue its params again (call under the lock).
+
+    Returns the number of the re-run trial, or None when the cell was given up on (it then
+    counts as a failed evaluation) or another worker already finished the trial.
+    """
+    storage = study._storage
+    retries = int(trial.system_attrs.get(RETRIES_KEY, 0))
+    give_up = retries >= max_retry
+    try:
+        if give_up:
+            storage.set_trial_user_attr(trial._trial_id, "failure_reason", one_line(f"{reason}; given up after {retries} re-runs"))
+            storage.set_trial_user_attr(trial._trial_id, "failure_kind", "error")
+        else:
+            storage.set_trial_user_attr(trial._trial_id, "failure_reason", one_line(reason))
+            storage.set_trial_user_attr(trial._trial_id, "failure_kind", kind)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return None
+    except UpdateFinishedTrialError:
+        return None
+    if give_up:
+        log.warning("trial %d: %s; given up after %d re-runs", trial.number, reason, retries)
+        return None
+    keep = ("origin", "parent", "tournament")
+    user_attrs = {k: trial.user_attrs[k] for k in keep if k in trial.user_attrs}
+    user_attrs["retry_of"] = trial.number
+    template = optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs=user_attrs,
+        system_attrs={FIXED_PARAMS_KEY: dict(trial.params), RETRIES_KEY: retries + 1},
+    )
+    number = storage.get_trial(storage.create_new_trial(study._study_id, template_trial=template)).number
+    log.warning("trial %d: %s; its cell is re-run as trial %d", trial.number, reason, number)
+    return number
+
+
+def requeue_stale(study: Study, trials: list[FrozenTrial], grace: float, max_retry: int) -> list[int]:
+    """Requeue every RUNNING trial whose worker is gone; returns their numbers."""
+    now = time.time()
+    handled = []
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            reason = stale_reason(t, grace, now)
+            if reason is not None:
+                requeue(study, t, "stale", f"stale: {reason}", max_retry)
+                handled.append(t.number)
+    return handled
+
+
+# -- one trial ------------------------------------------------------------------------------------
+@dataclass
+class WorkerSettings:
+    budget: int
+    dedupe: bool = False
+    heartbeat: float = 10.0  # seconds between heartbeats
+    grace: float = 60.0  # seconds without heartbeat before a trial is stale
+    max_retry: int = 2  # re-runs of a cell whose worker died, before it counts as failed
+    poll: float = 1.0  # seconds between checks while waiting for other workers' trials
+    max_consecutive_failures: int = 10  # stop a worker whose objective keeps failing
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if self.heartbeat <= 0 or self.grace <= self.heartbeat:
+            raise ValueError(f"need heartbeat > 0 and grace > heartbeat, got {self.heartbeat} and {self.grace}")
+        if self.max_retry < 0 or self.max_consecutive_failures < 1:
+            raise ValueError("need max_retry >= 0 and max_consecutive_failures >= 1")
+
+
+def find_equivalent(study: Study, genome_hash: str, number: int) -> FrozenTrial | None:
+    """The first COMPLETE trial (not itself a dedupe hit) of an equivalent cell."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != number and t.user_attrs.get("genome_hash") == genome_hash and "dedupe_of" not in t.user_attrs:
+            return t
+    return None
+
+
+def _set_attrs(study: Study, trial: Trial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def run_trial(study: Study, trial: Trial, objective: Objective, settings: WorkerSettings, heartbeat: bool) -> tuple[str, str | None]:
+    """Evaluate one asked trial and tell the study; returns (state name, failure reason)."""
+    genome = Genome.from_params(trial.params)
+    genome_hash = genome.canonical_hash()
+    _set_attrs(study, trial, {"genome": str(genome), "genome_hash": genome_hash, "json": genome.to_json()})
+    source = find_equivalent(study, genome_hash, trial.number) if settings.dedupe else None
+    try:
+        if source is not None:
+            attrs = {k: v for k, v in source.user_attrs.items() if k not in OWN_KEYS}
+            attrs.update({k: 0.0 for k in ZERO_COST_KEYS if k in attrs})
+            attrs["dedupe_of"] = source.number
+            value = float(source.value)
+        else:
+            def report(step: int, value: float) -> None:
+                trial.report(float(value), int(step))
+
+            if heartbeat:
+                with Heartbeat(study._storage, trial._trial_id, settings.heartbeat):
+                    outcome = objective.evaluate(genome, callback=report)
+            else:
+                outcome = objective.evaluate(genome, callback=report)
+            attrs, value = outcome.attrs, outcome.value
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except EvaluationFailure as e:
+        return _fail(study, trial, e.reason)
+    except Exception as e:  # the objective's own errors are the trial's, not the study's
+        log.debug("trial %d failed", trial.number, exc_info=True)
+        return _fail(study, trial, failure_reason(e))
+    try:
+        _set_attrs(study, trial, attrs)
+        study.tell(trial, value)
+    except UpdateFinishedTrialError:
+        log.warning("trial %d was failed as stale by another worker while it ran (grace too short?); its re-run replaces it", trial.number)
+        return "LOST", None
+    return "COMPLETE", None
+
+
+def _fail(study: Study, trial: Trial, reason: str) -> tuple[str, str | None]:
+    try:
+        _set_attrs(study, trial, {"failure_reason": reason, "failure_kind": "error"})
+        study.tell(trial, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return "LOST", reason
+    log.info("trial %d failed: %s", trial.number, reason)
+    return "FAIL", reason
+
+
+# -- the worker loop -------------------------------------------------------------------------------
+@dataclass
+class WorkerStats:
+    started: int = 0
+    complete: int = 0
+    failed: int = 0
+    requeued_stale: list[int] = field(default_factory=list)
+
+
+def run_worker(
+    study: Study,
+    handle: StorageHandle,
+    objective: Objective,
+    settings: WorkerSettings,
+    branches: int,
+    on_progress: Callable[[BudgetStatus], None] | None = None,
+) -> WorkerStats:
+    """Ask, evaluate, tell until the study's budget is used; safe with many workers."""
+    space = search_space(branches)
+    def lock():
+        return handle.lock(study.study_name)
+
+    stats = WorkerStats()
+    in_a_row, last_reason = 0, ""
+    while True:
+        with lock():
+            trials = study.get_trials(deepcopy=False)
+            if handle.persistent:
+                handled = requeue_stale(study, trials, settings.grace, settings.max_retry)
+                if handled:
+                    stats.requeued_stale += handled
+                    trials = study.get_trials(deepcopy=False)
+            status = BudgetStatus.of(trials)
+            trial = None
+            if status.used + status.running < settings.budget:
+                trial = study.ask(space)
+                if handle.persistent:
+                    claim(study._storage, trial._trial_id)
+        if on_progress is not None:
+            on_progress(status)
+        if trial is None:
+            if status.running == 0:
+                return stats
+            time.sleep(settings.poll)  # other workers' trials may still fail and be re-run
+            continue
+        stats.started += 1
+        try:
+            state, reason = run_trial(study, trial, objective, settings, heartbeat=handle.persistent)
+        except KeyboardInterrupt:
+            with lock():
+                frozen = study._storage.get_trial(trial._trial_id)
+                if frozen.state == TrialState.RUNNING:
+                    requeue(study, frozen, "interrupted", "interrupted (KeyboardInterrupt/SIGTERM)", settings.max_retry)
+            raise
+        if state == "COMPLETE":
+            stats.complete += 1
+            in_a_row = 0
+        elif state == "FAIL":
+            stats.failed += 1
+            in_a_row += 1
+            last_reason = reason or ""
+            if in_a_row >= settings.max_consecutive_failures:
+                if on_progress is not None:
+                    on_progress(budget_status(study))
+                raise SearchError(f"stopping: {in_a_row} evaluations failed in a row (last: {last_reason})")
