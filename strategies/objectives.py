@@ -20,7 +20,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from dpc.genome import Genome
 
@@ -219,3 +219,8 @@ def resolve_objective(
 
 def describe(objective: Objective) -> str:
     return objective.spec + (f" (config {objective.config})" if objective.config else "")
+
+
+def as_mapping(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes with plain JSON values, as every Optuna storage accepts."""
+    return {str(k): _jsonable(v) for k, v in attrs.items()}
