@@ -139,13 +139,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
         for r in sel:
             cells.append(Cell(Genome.parse(r.genome), {"group": group, "proxy_miou": r.value, "source_study": r.study,
                                                        "source_trial": r.number}))
-    config = args.config or srec.config or "cpu"
+    config = args.config or srec.config  # None: the evaluator's default (paper on CUDA, else cpu)
     companion = args.name or f"{args.study}-full"
     command = "python -m analysis.correlate " + shlex.join(argv)
     print(f"{args.study}: {srec.n_complete} complete trials -> {len(top)} top + {len(rand)} random cells, "
-          f"evaluated with objective '{args.objective}' (config {config}) in study {companion!r}")
+          f"evaluated with objective '{args.objective}'{' (config ' + config + ')' if config else ''} in study {companion!r}")
     evaluate_cells(
-        args.storage, companion, cells, args.objective, config=config, seed=args.eval_seed, workers=args.workers,
+        args.storage, companion, cells, args.objective, config=config, eval_seed=args.eval_seed, workers=args.workers,
         study_attrs={"kind": "correlation", "source_study": args.study, "objective": args.objective, "config": config,
                      "top": args.top, "random": args.random, "seed": args.seed, "command": command,
                      "selection": {c.key: dict(c.attrs) for c in cells}},
@@ -186,7 +186,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="full", help="evaluator of the full task (default 'full'; 'proxy', "
                    "'synthetic' or module:callable also work, e.g. to check the proxy's seed noise)")
     p.add_argument("--config", default=None, help="evaluator config test|cpu|paper (default: the study's config)")
-    p.add_argument("--eval-seed", type=int, default=0, help="training seed of the full evaluations")
+    p.add_argument("--eval-seed", type=int, default=None, help="training seed of the full evaluations (default: the config's)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--name", default=None, help="companion study name (default '{study}-full')")
     p.add_argument("--out", default=None, help="output folder (default: next to the storage, named after the companion study)")

@@ -2,8 +2,10 @@
 
 The incumbent is chosen on the objective's own value (the proxy's validation mIOU for a
 proxy search), as a practitioner would. Evaluations are counted in completion order
-over all finished trials (a failed evaluation spends budget but sets no incumbent), so
-with parallel workers "after n evaluations" means after the n-th result came back.
+over the trials that spent budget (a failed evaluation spends budget but sets no
+incumbent; a trial failed because its worker died or was interrupted does not, as the
+worker loop re-runs it), so with parallel workers "after n evaluations" means after the
+n-th result came back.
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ def best_so_far(values: Sequence[float]) -> np.ndarray:
 
 
 def completion_order(records: Iterable[TrialRecord]) -> list[TrialRecord]:
-    """Finished trials in the order their results came back (trial number breaks ties)."""
-    done = [r for r in records if r.finished]
+    """Trials that spent budget, in the order their results came back (number breaks ties)."""
+    done = [r for r in records if r.spent]
     far = float("inf")
     return sorted(done, key=lambda r: (r.elapsed if r.elapsed is not None else far, r.number))
 
@@ -55,6 +57,13 @@ class Run:
         return float(c[-1]) if len(c) else math.nan
 
 
+STRATEGY_ORDER = ("random", "local", "evolution", "tpe")  # baseline first, in tables and legends
+
+
+def _strategy_key(name: str) -> tuple[int, str]:
+    return (STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER), name)
+
+
 def runs_from_records(records: Iterable[TrialRecord]) -> dict[str, dict[int, Run]]:
     """Group trial records into runs: ``runs[strategy][seed]``.
 
@@ -65,7 +74,7 @@ def runs_from_records(records: Iterable[TrialRecord]) -> dict[str, dict[int, Run
         if r.strategy is not None and r.seed is not None:
             by[(r.strategy, r.seed)].append(r)
     out: dict[str, dict[int, Run]] = defaultdict(dict)
-    for (strategy, seed), recs in sorted(by.items()):
+    for (strategy, seed), recs in sorted(by.items(), key=lambda kv: (_strategy_key(kv[0][0]), kv[0][1])):
         ordered = completion_order(recs)
         out[strategy][seed] = Run(
             strategy, seed,

@@ -74,6 +74,7 @@ def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2, grac
         for t, reason in running:  # its worker is gone: fail the trial, then enqueue the cell again
             try:
                 study._storage.set_trial_user_attr(t._trial_id, "failure_reason", reason)
+                study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "stale")
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
                 counts["reclaimed"] += 1
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -120,12 +121,14 @@ def run_queue(study: optuna.Study, objective: Any, on_done: Callable[[], None] |
                 outcome = objective.evaluate(genome)
         except KeyboardInterrupt:
             trial.set_user_attr("failure_reason", "interrupted")
+            trial.set_user_attr("failure_kind", "interrupted")
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as e:  # noqa: BLE001 - one bad cell must not stop the queue
             reason = failure_reason(e)
             log.warning("trial %d failed: %s", trial.number, reason)
             trial.set_user_attr("failure_reason", reason)
+            trial.set_user_attr("failure_kind", "error")
             study.tell(trial, state=TrialState.FAIL)
         else:
             for k, v in outcome.attrs.items():
@@ -138,15 +141,15 @@ def run_queue(study: optuna.Study, objective: Any, on_done: Callable[[], None] |
 
 
 # -- resolving an objective by name, in every worker process ------------------------------------
-def make_objective(objective: str, config: str | None = None, seed: int = 0) -> Any:
+def make_objective(objective: str, config: str | None = None, eval_seed: int | None = None) -> Any:
     """``full`` / ``proxy`` (with a config name), ``synthetic[:...]`` or ``module:callable``,
     resolved by ``strategies.objectives`` (torch is imported only for full/proxy)."""
     from strategies.objectives import resolve_objective
 
-    return resolve_objective(objective, config=config, eval_seed=seed)
+    return resolve_objective(objective, config=config, eval_seed=eval_seed)
 
 
-def _worker(storage: str, study_name: str, objective: str, config: str | None, seed: int) -> int:
+def _worker(storage: str, study_name: str, objective: str, config: str | None, eval_seed: int | None) -> int:
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -156,7 +159,7 @@ def _worker(storage: str, study_name: str, objective: str, config: str | None, s
     except ImportError:  # pragma: no cover
         pass
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    return run_queue(study, make_objective(objective, config, seed))
+    return run_queue(study, make_objective(objective, config, eval_seed))
 
 
 def evaluate_cells(
@@ -165,7 +168,7 @@ def evaluate_cells(
     cells: list[Cell],
     objective: str | Evaluate,
     config: str | None = None,
-    seed: int = 0,
+    eval_seed: int | None = None,
     workers: int = 1,
     study_attrs: Mapping[str, Any] | None = None,
     progress: bool = True,
@@ -190,14 +193,14 @@ def evaluate_cells(
     bar = _bar(todo, study_name, progress)
     try:
         if workers <= 1:
-            obj = make_objective(objective, config, seed) if isinstance(objective, str) else objective
+            obj = make_objective(objective, config, eval_seed) if isinstance(objective, str) else objective
             run_queue(study, obj, on_done=lambda: bar.update(1))
         else:
             if not isinstance(objective, str) or isinstance(storage, BaseStorage):
                 raise ValueError("workers > 1 need a storage path/URL and an objective name")
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = [pool.submit(_worker, str(storage), study_name, objective, config, seed) for _ in range(workers)]
+                futures = [pool.submit(_worker, str(storage), study_name, objective, config, eval_seed) for _ in range(workers)]
                 while not all(f.done() for f in futures):
                     time.sleep(1.0)
                     left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))

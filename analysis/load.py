@@ -20,6 +20,9 @@ from optuna.trial import FrozenTrial, TrialState
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+# Failed trials whose worker died or was interrupted: re-run as a new trial by the worker
+# loop (strategies.study), so they spent no budget and are not evaluations.
+REQUEUED_KINDS = ("stale", "interrupted")
 
 
 class AnalysisError(ValueError):
@@ -109,6 +112,11 @@ class TrialRecord:
     @property
     def finished(self) -> bool:
         return self.state in ("COMPLETE", "FAIL", "PRUNED")
+
+    @property
+    def spent(self) -> bool:
+        """Used one unit of budget: finished, and not a re-run dead/interrupted worker's trial."""
+        return self.finished and not (self.state == "FAIL" and self.user_attrs.get("failure_kind") in REQUEUED_KINDS)
 
 
 def _int_or_none(v: Any) -> int | None:

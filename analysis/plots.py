@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
-from .curves import Run, band_by_evaluations, band_by_time  # noqa: E402
+from .curves import Run, _strategy_key, band_by_evaluations, band_by_time  # noqa: E402
 from .load import TrialRecord  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ FORMATS: tuple[str, ...] = ("png", "svg")
 STRATEGY_COLOURS = {"random": "#7f7f7f", "local": "#1f77b4", "evolution": "#2ca02c", "tpe": "#d62728"}
 REFERENCE_STYLES = {"aspp": dict(color="#9467bd", ls="--"), "top1_cityscapes": dict(color="#8c564b", ls=":")}
 GROUP_COLOURS = {"top": "#d62728", "random": "#1f77b4"}
+OUTSIDE = dict(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)  # legends beside the axes
 # Cost of a cell when the objective measured none (e.g. the synthetic one): Table 1's
 # setting, a 65x129 map of 320 channels, 256 channels per op and after the projection.
 ANALYTIC_SHAPE = dict(in_channels=320, height=65, width=129, channels=256, concat_channels=256)
@@ -109,7 +110,7 @@ def plot_best_so_far(
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"Best so far (median, IQR band) vs {'evaluations' if x == 'evaluations' else 'time'}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", frameon=False)
+    ax.legend(**OUTSIDE)
     data["files"] = [str(p) for p in save(fig, out)]
     return data
 
@@ -135,7 +136,7 @@ def plot_final_best(
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     if refs:
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(**OUTSIDE)
     return {"strategies": {s: v for s, v in zip(names, values)}, "references": refs,
             "files": [str(p) for p in save(fig, out)]}
 
@@ -200,7 +201,7 @@ def plot_cost_vs_miou(
     scale = 1e9 if cost == "flops" else 1e6
     unit = "GFLOPs" if cost == "flops" else "M params"
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    groups = sorted({r.strategy or r.study for r in done})
+    groups = sorted({r.strategy or r.study for r in done}, key=_strategy_key)
     for i, g in enumerate(groups):
         m = np.array([(r.strategy or r.study) == g for r in done], dtype=bool)
         ax.scatter(xs[m] / scale, ys[m], s=10, alpha=0.55, color=colour(g, i), label=g, lw=0)
@@ -225,9 +226,9 @@ def plot_cost_vs_miou(
         refs.append({"name": ref.name, "value": ref.value, "cost": None if rc is None else float(rc)})
     ax.set_xlabel(f"{unit}" + ("" if measured or not analytic else " (analytic, 65x129 map, 320->256 ch)"))
     ax.set_ylabel(ylabel)
-    ax.set_title(f"mIOU vs {'FLOPs' if cost == 'flops' else 'parameters'} of the cell")
+    ax.set_title(f"{ylabel} vs {'FLOPs' if cost == 'flops' else 'parameters'} of the cell")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", frameon=False, fontsize=7)
+    ax.legend(markerscale=1.5, **OUTSIDE)
     return {"cost": cost, "measured": measured, "x": xs.tolist(), "y": ys.tolist(), "front": front,
             "front_points": [(float(xs[i]), float(ys[i])) for i in front], "references": refs,
             "files": [str(p) for p in save(fig, out)]}

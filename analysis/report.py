@@ -47,8 +47,11 @@ class Experiment:
 
     @property
     def metric(self) -> str:
-        """Axis label: a synthetic objective's value is a score, not an mIOU."""
-        return "score" if all(o.startswith("synthetic") or o == "toy" for o in self.objective.split(", ")) else "mIOU"
+        """Axis label: an evaluator's value is an mIOU, a synthetic objective's a score."""
+        objs = self.objective.split(", ")
+        if all(o in ("proxy", "full") for o in objs):
+            return "mIOU"
+        return "score" if all(o.startswith("synthetic") for o in objs) else "value"
 
 
 def experiments(studies: list[StudyRecord]) -> list[str]:

@@ -1,0 +1,198 @@
+"""Which search strategy finds better cells for the same budget?
+
+``python -m benchmarks.compare --strategies random,local,evolution,tpe --seeds 5 --budget 50``
+runs one study per (strategy, seed) in one storage (``{experiment}-{strategy}-seed{seed}``,
+resumable: rerun the command to continue; ``--workers`` processes per study), evaluates
+the zoo's reference cells with the same objective (``{experiment}-reference``), then
+writes the report (``analysis.report``: figures, summary, pairwise tests) and prints the
+summary table. ``--objective synthetic`` (default) runs in seconds; ``--objective proxy``
+trains every cell (about 30 s an evaluation on the ``cpu`` config of a 2-core machine).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_REFERENCES = ("aspp", "top1_cityscapes")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategies", default="random,local,evolution,tpe", help="comma-separated (default: all four)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per strategy: 0 .. N-1 (+ --first-seed) (default 5)")
+    p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--budget", type=int, default=None, help="evaluations per study (default: the objective's default: "
+                   "16 for proxy on cpu, 100 for synthetic)")
+    p.add_argument("--objective", default="synthetic", help="synthetic[:NAME,key=value] | proxy | full | module:callable "
+                   "(default synthetic)")
+    p.add_argument("--config", default=None, help="evaluator config for proxy/full: test | cpu | paper (default: paper on "
+                   "CUDA, else cpu)")
+    p.add_argument("--eval-seed", type=int, default=None, help="training seed of every evaluation (default: the config's)")
+    p.add_argument("--experiment", default=None, help="experiment name (default compare-{objective name}, e.g. "
+                   "compare-proxy-cpu)")
+    p.add_argument("--storage", default=None, help="journal file or database URL (default runs/{experiment}.journal)")
+    p.add_argument("--out", default=None, help="report folder (default runs/{experiment})")
+    p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
+    p.add_argument("--dedupe", action="store_true", help="reuse the value of an already evaluated equivalent cell")
+    p.add_argument("--references", default=",".join(DEFAULT_REFERENCES),
+                   help="zoo cells evaluated as reference lines (default aspp,top1_cityscapes; '' for none)")
+    p.add_argument("--no-report", action="store_true", help="run the studies only")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    from strategies.registry import STRATEGIES
+
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGIES]
+    if not names or unknown:
+        p.error(f"unknown strategy {', '.join(unknown) or '(none given)'}; known: {', '.join(STRATEGIES)}")
+    if len(set(names)) != len(names):
+        p.error("--strategies lists a strategy twice")
+    if args.seeds < 1 or args.first_seed < 0:
+        p.error("--seeds must be >= 1 and --first-seed >= 0")
+    if args.budget is not None and args.budget < 1:
+        p.error("--budget must be >= 1")
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
+    from dpc.zoo import ZOO
+
+    refs = [r.strip() for r in args.references.split(",") if r.strip()]
+    bad = [r for r in refs if r not in ZOO]
+    if bad:
+        p.error(f"unknown reference cell {', '.join(bad)}; known: {', '.join(ZOO)}")
+    return names, refs
+
+
+class Overall:
+    """One progress bar over every evaluation of the comparison."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc="compare", unit="eval", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+        self.base = 0
+
+    def study(self, label: str, budget: int):
+        self.bar.set_description(label)
+
+        def update(status) -> None:
+            self.bar.n = self.base + min(status.used, budget)
+            best = "-" if status.best is None else f"{status.best:.4f}"
+            self.bar.set_postfix_str(f"best {best}", refresh=False)
+            self.bar.refresh()
+
+        return update
+
+    def done(self, budget: int) -> None:
+        self.base += budget
+        self.bar.n = self.base
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[str]) -> dict[str, Any]:
+    import strategies
+    from strategies.objectives import resolve_objective
+
+    from analysis.evaluate import Cell, evaluate_cells
+    from dpc.zoo import zoo_cell
+
+    obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed)
+    experiment = args.experiment or f"compare-{obj.name}"
+    storage = args.storage or str(Path("runs") / f"{experiment}.journal")
+    out = Path(args.out or Path("runs") / experiment)
+    budget = args.budget or obj.default_budget
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    command = "python -m benchmarks.compare " + shlex.join(argv)
+    # One process evaluates everything with workers=1: resolve (and prepare) the evaluator once.
+    objective: Any = obj if args.workers == 1 else args.objective
+    print(f"experiment {experiment}: {', '.join(names)} x seeds {seeds[0]}..{seeds[-1]} x {budget} evaluations, "
+          f"objective {obj.spec}{f' (config {obj.config})' if obj.config else ''}, storage {storage}")
+    t0 = time.time()
+    if refs:
+        evaluate_cells(
+            storage, f"{experiment}-reference", [Cell(zoo_cell(r), {"reference": r}) for r in refs], objective,
+            config=obj.config, eval_seed=args.eval_seed, workers=min(args.workers, len(refs)), progress=not args.quiet,
+            study_attrs={"kind": "reference", "experiment": experiment, "objective": obj.spec, "config": obj.config,
+                         "command": command},
+        )
+    bar = Overall(len(names) * len(seeds) * budget, not args.quiet)
+    try:
+        for seed in seeds:  # seeds outermost: an interrupted comparison stays balanced
+            for name in names:
+                res = strategies.search(
+                    objective, strategy=name, budget=budget, seed=seed, storage=storage, experiment=experiment,
+                    config=args.config, eval_seed=args.eval_seed, workers=args.workers, dedupe=args.dedupe,
+                    command=command, on_progress=bar.study(f"{name} seed {seed}", budget),
+                )
+                bar.done(budget)
+                logging.getLogger(__name__).info("%s seed %d: best %s", name, seed, res.best_value)
+    finally:
+        bar.close()
+    print(f"{len(names) * len(seeds)} studies done in {time.time() - t0:.1f} s")
+    if args.no_report:
+        return {}
+    from analysis.report import build
+
+    data = build(storage, out, experiment, budget, command=command)
+    print(summary_text(data))
+    print(f"report: {out / 'report.md'}")
+    return data
+
+
+def summary_text(data: dict[str, Any]) -> str:
+    """The report's summary and pairwise tables as plain text."""
+    metric = data["metric"]
+    lines = [f"final best {metric} after {data['budget']} evaluations (over seeds):",
+             f"{'strategy':<10} {'seeds':>5}  {'mean':>7} {'std':>7}  {'median':>7}  {'IQR':>17}  {'failed':>6}"]
+    for s, row in data["summary"].items():
+        lines.append(f"{s:<10} {row['n']:>5}  {row['mean']:>7.4f} {row['std']:>7.4f}  {row['median']:>7.4f}  "
+                     f"[{row['q25']:.4f}, {row['q75']:.4f}]  {row['failures']:>6}")
+    for ref in data["references"]:
+        lines.append(f"{'ref ' + ref['name']:<17}{ref['value']:>14.4f}")
+    lines += ["", "pairwise (Mann-Whitney U, Cliff's delta; Wilcoxon by seed, rank-biserial r; Holm-corrected p):"]
+    for t in data["pairwise"]:
+        r = t["wilcoxon_r"]
+        lines.append(f"{t['a'] + ' vs ' + t['b']:<22} delta {t['cliffs_delta']:+.2f}  p {_p(t['mw_p_holm'])}   "
+                     f"r {'n/a' if r is None or r != r else f'{r:+.2f}'}  p {_p(t['wilcoxon_p_holm'])}")
+    return "\n".join(lines)
+
+
+def _p(v: float | None) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = parser()
+    args = p.parse_args(argv)
+    names, refs = _validate(p, args)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from analysis.load import AnalysisError
+    from strategies.objectives import ObjectiveError
+    from strategies.storage import StorageError
+    from strategies.study import SearchError
+
+    try:
+        run(args, argv, names, refs)
+    except (ObjectiveError, StorageError, SearchError, AnalysisError, ValueError) as e:
+        p.error(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
