@@ -1,0 +1,87 @@
+"""benchmarks.compare end to end on the synthetic objective: all four strategies, several seeds."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.load import load_all
+from benchmarks import compare
+
+STRATEGIES = ["random", "local", "evolution", "tpe"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cmp")
+    argv = ["--strategies", ",".join(STRATEGIES), "--seeds", "3", "--budget", "15", "--storage", str(tmp / "c.journal"),
+            "--out", str(tmp / "out"), "-q"]
+    assert compare.main(argv) == 0
+    return tmp, argv
+
+
+def test_one_study_per_strategy_and_seed_plus_references(run):
+    tmp, _ = run
+    studies, recs = load_all(tmp / "c.journal")
+    names = {s.name for s in studies}
+    exp = "compare-synthetic-structured"
+    assert names == {f"{exp}-{s}-seed{i}" for s in STRATEGIES for i in range(3)} | {f"{exp}-reference"}
+    for s in studies:
+        n = sum(r.study == s.name for r in recs)
+        if s.name.endswith("reference"):
+            assert s.user_attrs["kind"] == "reference" and n == 2
+        else:
+            assert (s.budget, s.objective, n) == (15, "synthetic:structured", 15)
+            assert s.command.startswith("python -m benchmarks.compare --strategies random,local,evolution,tpe")
+    refs = {r.user_attrs["reference"]: r.value for r in recs if r.study.endswith("reference")}
+    from dpc.zoo import zoo_cell
+    from strategies.synthetic import StructuredObjective
+
+    f = StructuredObjective()
+    assert refs == {"aspp": pytest.approx(f(zoo_cell("aspp"))), "top1_cityscapes": pytest.approx(f(zoo_cell("top1_cityscapes")))}
+
+
+def test_report_numbers_match_the_studies(run):
+    tmp, _ = run
+    data = json.loads((tmp / "out" / "report.json").read_text())
+    _, recs = load_all(tmp / "c.journal")
+    assert list(data["summary"]) == STRATEGIES and data["metric"] == "score" and data["budget"] == 15
+    for s in STRATEGIES:
+        finals = [max(r.value for r in recs if r.strategy == s and r.seed == seed) for seed in range(3)]
+        row = data["summary"][s]
+        assert row["n"] == 3 and row["mean"] == pytest.approx(np.mean(finals)) and row["median"] == pytest.approx(np.median(finals))
+        assert data["figures"]["final_best"]["strategies"][s] == pytest.approx(finals)
+        band = data["figures"]["best_so_far"]["strategies"][s]
+        assert band["x"] == list(range(1, 16)) and band["median"][-1] == pytest.approx(np.median(finals))
+    assert len(data["pairwise"]) == 6 and {(t["a"], t["b"]) for t in data["pairwise"]} >= {("random", "tpe")}
+    assert all(0 <= t["mw_p_holm"] <= 1 and -1 <= t["cliffs_delta"] <= 1 for t in data["pairwise"])
+    assert [r["name"] for r in data["references"]] == ["aspp", "top1_cityscapes"]
+    page = (tmp / "out" / "report.md").read_text()
+    assert "![best so far vs evaluations](best_so_far.png)" in page and "| random vs local |" in page
+
+
+def test_rerun_resumes_without_new_evaluations(run, capsys):
+    tmp, argv = run
+    _, before = load_all(tmp / "c.journal")
+    assert compare.main(argv + ["--no-report"]) == 0
+    _, after = load_all(tmp / "c.journal")
+    assert len(after) == len(before)
+    # a bigger budget continues every study from where it stopped
+    assert compare.main([*argv, "--budget", "17", "--no-report"]) == 0  # the last --budget wins
+    _, grown = load_all(tmp / "c.journal")
+    assert len(grown) == len(before) + 12 * 2
+    assert "studies done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--strategies", "random,annealing"], "unknown strategy annealing; known: random, local, evolution, tpe"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--references", "nope"], "unknown reference cell nope"),
+    (["--objective", "bogus"], "unknown objective 'bogus'"),
+])
+def test_bad_input_is_one_line(argv, msg, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        compare.main([*argv, "--storage", str(tmp_path / "x.journal"), "-q"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and "Traceback" not in err
