@@ -94,7 +94,7 @@ def search(
     explicit = {k: v for k, v in dict(strategy_params or {}).items() if v is not None}
     params = default_params(strategy, budget, explicit)
     get_strategy(strategy).sampler(seed=seed, branches=branches, **params)  # validate before touching storage
-    if workers > 1 and (storage is None or not isinstance(objective, str)):
+    if workers > 1 and (storage is None or obj.spec.startswith("python:")):
         raise ValueError("workers > 1 needs an objective spec string and a persistent storage (journal file or URL)")
     experiment = experiment or obj.name
     name = study_name or default_study_name(experiment, strategy, seed)
