@@ -117,14 +117,36 @@ def open_storage(spec: str | os.PathLike | None) -> StorageHandle:
     return StorageHandle(storage, str(path), lambda _name: file_lock(lock_path), persistent=True)
 
 
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A plain ``postgresql://`` (or ``postgres://``) URL gets the installed driver.
+
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3; the project's extra installs
+    psycopg2, so plain URLs use it when psycopg 3 is absent.
+    """
+    scheme, rest = url.split("://", 1)
+    if scheme.lower() in ("postgresql", "postgres"):
+        if _module_exists("psycopg"):
+            return "postgresql+psycopg://" + rest
+        if _module_exists("psycopg2"):
+            return "postgresql+psycopg2://" + rest
+        return "postgresql://" + rest
+    return url
+
+
 def _open_rdb(url: str) -> StorageHandle:
     scheme = url.split("://", 1)[0].lower()
     engine_kwargs = {} if scheme.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except ModuleNotFoundError as e:
-        hint = " (pip install 'dpc-nas[postgres]')" if scheme.startswith("postgres") else ""
-        raise StorageError(f"cannot open storage {redact(url)}: missing driver {e.name}{hint}") from None
+        storage = optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=engine_kwargs)
+    except ImportError as e:
+        hint = " (pip install 'dpc-nas[postgres]', i.e. psycopg2-binary)" if scheme.startswith("postgres") else ""
+        raise StorageError(f"cannot open storage {redact(url)}: no database driver for {scheme}{hint}") from None
     except Exception as e:  # sqlalchemy errors: bad URL, refused connection, auth
         raise StorageError(f"cannot open storage {redact(url)}: {_first_line(e)}") from None
     if scheme.startswith("postgres"):
