@@ -1,9 +1,10 @@
 """Does the proxy rank cells the way the full task does?
 
-``python -m analysis.correlate --storage runs/x.log --study S --top 10 --random 10``
-takes the top-K distinct cells of study S by proxy mIOU and K more drawn at random
-(seeded) from the rest of its complete trials, re-evaluates them with the full evaluator
-in a companion study ``S-full`` of the same storage (resumable; ``--workers`` processes),
+``python -m analysis.correlate --storage runs/x.journal --study S --top 10 --random 10``
+takes the top-K distinct cells of study S (or, with ``--experiment E``, of all the search
+studies of an experiment pooled) by proxy mIOU and K more drawn at random (seeded) from
+the rest of its complete trials, re-evaluates them with the full evaluator in a
+companion study ``S-full`` of the same storage (resumable; ``--workers`` processes),
 then reports Spearman rho, Kendall tau and Pearson r with bootstrap 95% intervals and the
 top-k precision, for the top group (what the paper reports: rho = 0.46 on its top 50),
 the random group and both together; plus a scatter plot of proxy vs full mIOU.
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .load import AnalysisError, TrialRecord, best_complete, load_study, open_storage
+from .load import AnalysisError, TrialRecord, best_complete, load_experiment_searches, load_study, open_storage
 from .stats import METHODS, correlations, top_k_precision
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,9 @@ def analyse(storage, study_name: str, precision_k: tuple[int, ...] = (5, 10), n_
             continue
         rows[key] = {"genome": r.genome, "genome_hash": key, "group": sel.get("group", "?"),
                      "proxy": float(sel["proxy_miou"]), "full": r.value, "n_params": r.n_params, "flops": r.flops,
-                     "source_trial": sel.get("source_trial")}
-    report = CorrelationReport(srec.user_attrs.get("source_study", study_name), study_name)
+                     "source_study": sel.get("source_study"), "source_trial": sel.get("source_trial")}
+    ua = srec.user_attrs
+    report = CorrelationReport(ua.get("source_study") or ua.get("source_experiment") or study_name, study_name)
     ordered = sorted(rows.values(), key=lambda row: -row["proxy"])
     for i, row in enumerate(ordered):
         row["proxy_rank"] = i + 1
@@ -128,9 +130,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
     from .evaluate import Cell, evaluate_cells
 
     storage = open_storage(args.storage)
-    srec, recs = load_study(storage, args.study)
-    if srec.n_complete == 0:
-        raise AnalysisError(f"study {args.study!r} has no complete trial")
+    if args.study:
+        srec, recs = load_study(storage, args.study)
+        source, configs, n_complete = args.study, {srec.config}, srec.n_complete
+        source_attrs = {"source_study": args.study}
+    else:
+        studies, recs = load_experiment_searches(storage, args.experiment)
+        source, configs, n_complete = args.experiment, {s.config for s in studies}, sum(s.n_complete for s in studies)
+        source_attrs = {"source_experiment": args.experiment, "source_studies": [s.name for s in studies]}
+    if n_complete == 0:
+        raise AnalysisError(f"{'study' if args.study else 'experiment'} {source!r} has no complete trial")
     top, rand = select_cells(recs, args.top, args.random, args.seed)
     from dpc.genome import Genome
 
@@ -139,14 +148,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
         for r in sel:
             cells.append(Cell(Genome.parse(r.genome), {"group": group, "proxy_miou": r.value, "source_study": r.study,
                                                        "source_trial": r.number}))
-    config = args.config or srec.config  # None: the evaluator's default (paper on CUDA, else cpu)
-    companion = args.name or f"{args.study}-full"
+    # None: the evaluator's default (paper on CUDA, else cpu)
+    config = args.config or (next(iter(configs)) if len(configs) == 1 else None)
+    if args.config is None and len(configs) > 1:
+        raise AnalysisError(f"the studies used several configs ({', '.join(sorted(map(str, configs)))}): pass --config")
+    companion = args.name or f"{source}-full"
     command = "python -m analysis.correlate " + shlex.join(argv)
-    print(f"{args.study}: {srec.n_complete} complete trials -> {len(top)} top + {len(rand)} random cells, "
-          f"evaluated with objective '{args.objective}'{' (config ' + config + ')' if config else ''} in study {companion!r}")
+    print(f"{source}: {n_complete} complete trials -> {len(top)} top + {len(rand)} random distinct cells, evaluated with "
+          f"objective '{args.objective}'{' (config ' + config + ')' if config else ''} in study {companion!r}")
     evaluate_cells(
         args.storage, companion, cells, args.objective, config=config, eval_seed=args.eval_seed, workers=args.workers,
-        study_attrs={"kind": "correlation", "source_study": args.study, "objective": args.objective, "config": config,
+        study_attrs={"kind": "correlation", **source_attrs, "objective": args.objective, "config": config,
                      "top": args.top, "random": args.random, "seed": args.seed, "command": command,
                      "selection": {c.key: dict(c.attrs) for c in cells}},
         progress=not args.no_progress,
@@ -179,7 +191,10 @@ def _json_default(v: Any) -> Any:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.correlate", description=__doc__.split("\n\n")[0])
     p.add_argument("--storage", required=True, help="journal file or database URL holding the study")
-    p.add_argument("--study", required=True, help="the search study to take cells from")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--study", help="the search study to take cells from")
+    src.add_argument("--experiment", help="... or every search study of an experiment ({experiment}-{strategy}-seed{seed}), "
+                     "pooled: its distinct cells ranked together")
     p.add_argument("--top", type=int, default=10, help="best distinct cells by proxy mIOU (default 10)")
     p.add_argument("--random", type=int, default=10, help="cells drawn at random from the rest (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random draw and of the bootstrap")
@@ -188,7 +203,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="evaluator config test|cpu|paper (default: the study's config)")
     p.add_argument("--eval-seed", type=int, default=None, help="training seed of the full evaluations (default: the config's)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    p.add_argument("--name", default=None, help="companion study name (default '{study}-full')")
+    p.add_argument("--name", default=None, help="companion study name (default '{study}-full' or '{experiment}-full')")
     p.add_argument("--out", default=None, help="output folder (default: next to the storage, named after the companion study)")
     p.add_argument("--precision-k", type=int, nargs="+", default=[5, 10], help="k of the top-k precision (default 5 10)")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")

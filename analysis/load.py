@@ -220,6 +220,27 @@ def load_all(storage: str | Path | BaseStorage, names: Iterable[str] | None = No
     return studies, records
 
 
+def is_search(s: StudyRecord) -> bool:
+    """A search study (strategy and seed recorded), not a reference or correlation study."""
+    return s.strategy is not None and s.seed is not None and s.user_attrs.get("kind") is None
+
+
+def experiment_names(studies: Iterable[StudyRecord]) -> list[str]:
+    return sorted({s.experiment for s in studies if is_search(s)})
+
+
+def load_experiment_searches(storage: str | Path | BaseStorage, experiment: str) -> tuple[list[StudyRecord], list[TrialRecord]]:
+    """The search studies ``{experiment}-{strategy}-seed{seed}`` of a storage and their trials."""
+    st = open_storage(storage)
+    studies, records = load_all(st)
+    chosen = [s for s in studies if is_search(s) and s.experiment == experiment]
+    if not chosen:
+        known = ", ".join(experiment_names(studies)) or "none"
+        raise AnalysisError(f"unknown experiment {experiment!r} (experiments in storage: {known})")
+    names = {s.name for s in chosen}
+    return chosen, [r for r in records if r.study in names]
+
+
 def best_complete(records: Iterable[TrialRecord], k: int | None = None, distinct: bool = True) -> list[TrialRecord]:
     """Complete trials sorted by value (best first); one per canonical cell if ``distinct``.
 

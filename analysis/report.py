@@ -15,14 +15,14 @@ import logging
 import math
 import shlex
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .load import AnalysisError, StudyRecord, TrialRecord, best_complete, load_all, open_storage, study_names
+from .load import AnalysisError, StudyRecord, TrialRecord, best_complete, experiment_names, is_search, load_all, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,13 @@ class Experiment:
         return "score" if all(o.startswith("synthetic") for o in objs) else "value"
 
 
-def experiments(studies: list[StudyRecord]) -> list[str]:
-    return sorted({s.experiment for s in studies if s.strategy is not None and s.user_attrs.get("kind") is None})
-
-
 def load_experiment(storage, experiment: str | None = None) -> Experiment:
     """Split a storage's studies into one experiment's searches, references and correlations."""
     st = open_storage(storage)
     studies, records = load_all(st)
     if not studies:
         raise AnalysisError("the storage holds no study")
-    names = experiments(studies)
+    names = experiment_names(studies)
     if experiment is None:
         if len(names) > 1:
             raise AnalysisError(f"the storage holds several experiments ({', '.join(names)}): pick one with --experiment")
@@ -77,13 +73,14 @@ def load_experiment(storage, experiment: str | None = None) -> Experiment:
     search_names = set()
     for s in studies:
         kind = s.user_attrs.get("kind")
-        if kind is None and s.strategy is not None and s.experiment == experiment:
+        if is_search(s) and s.experiment == experiment:
             exp.searches.append(s)
             search_names.add(s.name)
         elif kind == REFERENCE_KIND and s.user_attrs.get("experiment", s.name.removesuffix("-reference")) == experiment:
             exp.references.append(s)
     for s in studies:
-        if s.user_attrs.get("kind") == CORRELATION_KIND and s.user_attrs.get("source_study") in search_names:
+        ua = s.user_attrs
+        if ua.get("kind") == CORRELATION_KIND and (ua.get("source_study") in search_names or ua.get("source_experiment") == experiment):
             exp.correlations.append(s)
     ref_names = {s.name for s in exp.references}
     exp.records = [r for r in records if r.study in search_names]

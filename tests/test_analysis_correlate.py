@@ -85,7 +85,7 @@ def test_correlate_cli_end_to_end(source, tmp_path, capsys):
             "--objective", "synthetic", "--out", str(out), "--precision-k", "3", "--n-resamples", "300", "--no-progress"]
     assert correlate.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "6 top + 6 random cells" in printed and "spearman" in printed and "+1.000 [+1.000, +1.000]" in printed
+    assert "6 top + 6 random distinct cells" in printed and "spearman" in printed and "+1.000 [+1.000, +1.000]" in printed
     data = json.loads((out / "correlation.json").read_text())
     assert (out / "correlation.png").stat().st_size > 5000 and (out / "correlation.svg").is_file()
     _, src = load_study(source, "e-random-seed0")

@@ -85,3 +85,26 @@ def test_bad_input_is_one_line(argv, msg, tmp_path, capsys):
         compare.main([*argv, "--storage", str(tmp_path / "x.journal"), "-q"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and msg in err and "Traceback" not in err
+
+
+def test_correlation_over_the_whole_experiment_joins_the_report(run, capsys):
+    """``correlate --experiment`` pools every search study; the report then shows it."""
+    from analysis import correlate, report
+
+    tmp, _ = run
+    exp = "compare-synthetic-structured"
+    assert correlate.main(["--storage", str(tmp / "c.journal"), "--experiment", exp, "--top", "5", "--random", "5",
+                           "--objective", "synthetic:structured,noise=0.05", "--out", str(tmp / "corr"),
+                           "--n-resamples", "200", "--no-progress"]) == 0
+    data = json.loads((tmp / "corr" / "correlation.json").read_text())
+    _, recs = load_all(tmp / "c.journal")
+    searches = [r for r in recs if r.strategy is not None and r.complete]
+    best = max(r.value for r in searches)
+    top = [row for row in data["rows"] if row["group"] == "top"]
+    assert data["source_study"] == exp and max(row["proxy"] for row in top) == pytest.approx(best)
+    assert len({row["source_study"] for row in data["rows"]}) > 1  # cells come from several studies
+    assert data["groups"]["all"]["n"] == 10 and data["groups"]["all"]["spearman"]["estimate"] > 0.5
+    out = report.build(tmp / "c.journal", tmp / "out2", exp)
+    assert [c["study"] for c in out["correlations"]] == [f"{exp}-full"]
+    assert f"## Proxy vs full task: `{exp}-full`" in (tmp / "out2" / "report.md").read_text()
+    capsys.readouterr()
