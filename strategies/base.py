@@ -46,11 +46,12 @@ def check_seed(seed: int) -> int:
 
 
 def draw_index(study: Study, trial: FrozenTrial) -> int:
-    """How many earlier trials of the study were drawn by a sampler (not fixed/enqueued)."""
+    """How many earlier trials of the study were drawn by a sampler (not fixed/enqueued;
+    a trial whose worker died before it drew its cell has no params and does not count)."""
     return sum(
         1
         for t in study.get_trials(deepcopy=False)
-        if t.number < trial.number and FIXED_PARAMS_KEY not in t.system_attrs
+        if t.number < trial.number and t.params and FIXED_PARAMS_KEY not in t.system_attrs
     )
 
 

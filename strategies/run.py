@@ -231,6 +231,8 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
         used = budget_status(study).used
         state = f"resuming at {used}/{budget}" if resumed else "new"
         print(f"study {study.study_name} in {handle.display} ({state})", flush=True)
+        if objective.prepare_fn is not None and used < budget:
+            print("preparing the evaluator (dataset and cached features, built once)...", flush=True)
 
     start = time.time()
     try:

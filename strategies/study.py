@@ -36,6 +36,7 @@ from dpc.genome import Genome
 
 from .base import FIXED_PARAMS_KEY
 from .heartbeat import Heartbeat, claim, stale_reason
+from .interrupts import deferred_interrupts
 from .objectives import EvaluationFailure, Objective, failure_reason, one_line
 from .space import search_space
 from .storage import StorageHandle
@@ -169,6 +170,9 @@ def requeue(study: Study, trial: FrozenTrial, kind: str, reason: str, max_retry:
     if give_up:
         log.warning("trial %d: %s; given up after %d re-runs", trial.number, reason, retries)
         return None
+    if not trial.params:  # died before its cell was drawn: nothing to re-run, the slot is free
+        log.warning("trial %d: %s (before drawing a cell)", trial.number, reason)
+        return None
     keep = ("origin", "parent", "tournament")
     user_attrs = {k: trial.user_attrs[k] for k in keep if k in trial.user_attrs}
     user_attrs["retry_of"] = trial.number
@@ -260,8 +264,9 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Worker
         log.debug("trial %d failed", trial.number, exc_info=True)
         return _fail(study, trial, failure_reason(e))
     try:
-        _set_attrs(study, trial, attrs)
-        study.tell(trial, value)
+        with deferred_interrupts():
+            _set_attrs(study, trial, attrs)
+            study.tell(trial, value)
     except UpdateFinishedTrialError:
         log.warning("trial %d was failed as stale by another worker while it ran (grace too short?); its re-run replaces it", trial.number)
         return "LOST", None
@@ -270,8 +275,9 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Worker
 
 def _fail(study: Study, trial: Trial, reason: str) -> tuple[str, str | None]:
     try:
-        _set_attrs(study, trial, {"failure_reason": reason, "failure_kind": "error"})
-        study.tell(trial, state=TrialState.FAIL)
+        with deferred_interrupts():
+            _set_attrs(study, trial, {"failure_reason": reason, "failure_kind": "error"})
+            study.tell(trial, state=TrialState.FAIL)
     except UpdateFinishedTrialError:
         return "LOST", reason
     log.info("trial %d failed: %s", trial.number, reason)
@@ -303,34 +309,35 @@ def run_worker(
     stats = WorkerStats()
     in_a_row, last_reason = 0, ""
     while True:
-        with lock():
-            trials = study.get_trials(deepcopy=False)
-            if handle.persistent:
-                handled = requeue_stale(study, trials, settings.grace, settings.max_retry)
-                if handled:
-                    stats.requeued_stale += handled
-                    trials = study.get_trials(deepcopy=False)
-            status = BudgetStatus.of(trials)
-            trial = None
-            if status.used + status.running < settings.budget:
-                trial = study.ask(space)
-                if handle.persistent:
-                    claim(study._storage, trial._trial_id)
-        if on_progress is not None:
-            on_progress(status)
-        if trial is None:
-            if status.running == 0:
-                return stats
-            time.sleep(settings.poll)  # other workers' trials may still fail and be re-run
-            continue
-        stats.started += 1
+        trial = None
         try:
+            with deferred_interrupts(), lock():
+                trials = study.get_trials(deepcopy=False)
+                if handle.persistent:
+                    handled = requeue_stale(study, trials, settings.grace, settings.max_retry)
+                    if handled:
+                        stats.requeued_stale += handled
+                        trials = study.get_trials(deepcopy=False)
+                status = BudgetStatus.of(trials)
+                if status.used + status.running < settings.budget:
+                    trial = study.ask(space)
+                    if handle.persistent:
+                        claim(study._storage, trial._trial_id)
+            if on_progress is not None:
+                on_progress(status)
+            if trial is None:
+                if status.running == 0:
+                    return stats
+                time.sleep(settings.poll)  # other workers' trials may still fail and be re-run
+                continue
+            stats.started += 1
             state, reason = run_trial(study, trial, objective, settings, heartbeat=handle.persistent)
         except KeyboardInterrupt:
-            with lock():
-                frozen = study._storage.get_trial(trial._trial_id)
-                if frozen.state == TrialState.RUNNING:
-                    requeue(study, frozen, "interrupted", "interrupted (KeyboardInterrupt/SIGTERM)", settings.max_retry)
+            if trial is not None:
+                with deferred_interrupts(), lock():
+                    frozen = study._storage.get_trial(trial._trial_id)
+                    if frozen.state == TrialState.RUNNING:
+                        requeue(study, frozen, "interrupted", "interrupted (KeyboardInterrupt/SIGTERM)", settings.max_retry)
             raise
         if state == "COMPLETE":
             stats.complete += 1

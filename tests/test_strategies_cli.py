@@ -177,3 +177,33 @@ def test_best_cell_json_is_deeplab_format(tmp_path, capsys):
     assert rc == 0
     cell = json.loads((tmp_path / "synthetic-structured-random-seed0" / "best_cell.json").read_text())
     assert isinstance(cell, list) and len(cell) == 5 and all("op" in b and "input" in b for b in cell)
+
+
+def test_ctrl_c_requeues_the_running_trial_and_the_rerun_finishes_it(tmp_path):
+    journal = tmp_path / "i.journal"
+    args = cli("--strategy", "random", "--budget", "4", "--objective", "synthetic:slow,sleep=0.5",
+               "--storage", str(journal), "--study", "i", "-q")
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def running():
+        try:
+            trials = load(journal, "i").get_trials(deepcopy=False)
+        except (KeyError, FileNotFoundError, ValueError):
+            return None
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        return [t for t in trials if t.state == TrialState.RUNNING] if done >= 1 else None
+
+    interrupted = _wait_for(running)[0]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; re-run the same command to resume" in err, err
+    t = load(journal, "i").trials[interrupted.number]
+    assert t.state == TrialState.FAIL and t.user_attrs["failure_kind"] == "interrupted"
+
+    rerun = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "4/4 trials used (4 complete, 0 failed)" in rerun.stdout
+    trials = load(journal, "i").trials
+    retry = [x for x in trials if x.user_attrs.get("retry_of") == interrupted.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == t.params
+    assert len(t.params) == 10  # the interrupt never cuts a trial's params in half

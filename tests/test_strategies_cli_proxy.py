@@ -1,0 +1,49 @@
+"""End to end: ``python -m strategies.run`` on the real proxy evaluator (``test`` config)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("proxy.evaluator", reason="the proxy evaluator is not importable")
+
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+from dpc.genome import Genome  # noqa: E402
+from strategies.storage import open_storage  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cli_runs_the_proxy_search_and_reports_the_best_cell(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = [sys.executable, "-m", "strategies.run", "--strategy", "evolution", "--config", "test", "--budget", "3",
+            "--workers", "1", "-q"]
+    run = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert lines[0] == "evolution search on proxy (config test): budget 3, seed 0; population 10, tournament 3"
+    assert lines[1] == "study proxy-test-evolution-seed0 in runs/proxy-test.journal (new)"
+    assert lines[2] == "preparing the evaluator (dataset and cached features, built once)..."
+    assert lines[3].startswith("3/3 trials used (3 complete, 0 failed) in ")
+    assert lines[4].startswith("best cell  ")
+    assert lines[5].startswith("mIOU       0.") or lines[5].startswith("mIOU       1.")
+    assert lines[6].startswith("FLOPs      ") and lines[6].endswith(" G")
+    assert lines[7].startswith("params     ")
+    assert lines[8] == "json       runs/proxy-test-evolution-seed0/best_cell.json"
+    best = Genome.from_json((tmp_path / "runs/proxy-test-evolution-seed0/best_cell.json").read_text())
+
+    study = optuna.load_study(study_name="proxy-test-evolution-seed0",
+                              storage=open_storage(str(tmp_path / "runs/proxy-test.journal")).storage)
+    assert study.user_attrs["objective"] == "proxy" and study.user_attrs["config"] == "test"
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 3
+    for t in trials:
+        assert t.value == t.user_attrs["miou"] and 0.0 <= t.value <= 1.0
+        for key in ("per_class_iou", "params", "flops", "train_seconds", "device", "config_hash", "genome_hash"):
+            assert key in t.user_attrs
+    assert str(best) == study.best_trial.user_attrs["genome"]
