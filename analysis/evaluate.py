@@ -13,7 +13,6 @@ not beaten for ``grace`` seconds), is enqueued again, up to ``max_attempts`` tri
 from __future__ import annotations
 
 import logging
-import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -179,6 +178,8 @@ def evaluate_cells(
     With ``workers > 1`` each worker is a process that resolves ``objective`` by name
     (so ``storage`` must be a file or URL, and ``objective`` a string).
     """
+    if workers > 1 and (not isinstance(objective, str) or isinstance(storage, BaseStorage)):
+        raise ValueError("workers > 1 need a storage path/URL and an objective name")
     st = open_storage(storage, create=True)
     study = optuna.create_study(storage=st, study_name=study_name, direction="maximize", load_if_exists=True)
     from strategies.objectives import as_mapping
@@ -196,8 +197,7 @@ def evaluate_cells(
             obj = make_objective(objective, config, eval_seed) if isinstance(objective, str) else objective
             run_queue(study, obj, on_done=lambda: bar.update(1))
         else:
-            if not isinstance(objective, str) or isinstance(storage, BaseStorage):
-                raise ValueError("workers > 1 need a storage path/URL and an objective name")
+            make_objective(objective, config, eval_seed).prepare()  # build dataset/cache once, not in every worker
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 futures = [pool.submit(_worker, str(storage), study_name, objective, config, eval_seed) for _ in range(workers)]

@@ -9,7 +9,7 @@ from analysis_fixtures import make_study
 
 from analysis import plots
 from analysis.cell_graph import draw_cell, layout
-from analysis.curves import band_by_evaluations, final_values, runs_from_records
+from analysis.curves import final_values, runs_from_records
 from analysis.load import best_complete, load_all
 from dpc.genome import Genome
 from dpc.zoo import zoo_cell

@@ -1,0 +1,105 @@
+"""ProxyEvaluator and FullEvaluator on the `test` config, and the evaluate CLI."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dpc.cost import cell_cost
+from dpc.genome import Genome
+from dpc.zoo import zoo_cell
+from proxy import evaluator as evaluator_module
+from proxy.config import get_config
+from proxy.errors import EvaluationError, GPUOutOfMemoryError, NaNLossError
+from proxy.sources import load_datasets
+
+
+def test_result_fields(test_evaluator):
+    g = zoo_cell("top1")
+    r = test_evaluator.evaluate(g, seed=0)
+    cfg = get_config("test")
+    assert 0 <= r.miou <= 1 and len(r.per_class_iou) == 11 == test_evaluator.num_classes
+    assert r.iterations == cfg.iterations and r.seed == 0 and r.device == "cpu"
+    assert r.config == "test" and r.config_hash == cfg.hash() and r.genome == str(g)
+    h, w = test_evaluator.feature_size
+    assert r.params == cell_cost(g, 320, h, w, cfg.channels, cfg.concat_channels).params
+    assert r.flops == cell_cost(g, 320, h, w, cfg.channels, cfg.concat_channels).flops
+    assert test_evaluator.in_channels == 320 and r.train_seconds > 0
+    d = r.to_dict()
+    assert d["miou"] == r.miou and isinstance(d["per_class_iou"], list)
+
+
+def test_reproducible_for_a_seed(test_evaluator):
+    g = Genome.parse("F:sep3x3_3x3 0:pool_2x2 F:conv1x1")
+    a, b = test_evaluator.evaluate(g, seed=5), test_evaluator.evaluate(g, seed=5)
+    assert a.miou == b.miou and a.per_class_iou == b.per_class_iou
+    assert test_evaluator.evaluate(g, seed=6).per_class_iou != a.per_class_iou
+
+
+def test_callback_gets_intermediate_miou(cache_dir):
+    ev = evaluator_module.ProxyEvaluator(get_config("test").replace(eval_every=5), cache_dir=cache_dir, device="cpu")
+    seen = []
+    ev.evaluate(zoo_cell("aspp"), callback=lambda step, miou: seen.append(step))
+    assert seen == [5, 10, 15, 20]
+
+
+def test_nan_loss_is_a_specific_error_and_evaluator_stays_usable(test_evaluator):
+    inputs = test_evaluator._train.inputs
+    saved = inputs.clone()
+    try:
+        inputs[:, 0, 0, 0] = float("nan")
+        with pytest.raises(NaNLossError) as info:
+            test_evaluator.evaluate(zoo_cell("aspp"))
+        assert isinstance(info.value, EvaluationError) and "loss became nan" in info.value.reason
+    finally:
+        inputs.copy_(saved)
+    assert np.isfinite(test_evaluator.evaluate(zoo_cell("aspp")).miou)
+
+
+def test_out_of_memory_is_a_specific_error(test_evaluator, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(evaluator_module, "train_and_evaluate", oom)
+    with pytest.raises(GPUOutOfMemoryError, match="out of memory on cpu with batch 4: CUDA out of memory"):
+        test_evaluator.evaluate(zoo_cell("aspp"))
+    monkeypatch.undo()
+    assert test_evaluator.evaluate(zoo_cell("weak")).iterations == get_config("test").iterations
+
+
+def test_full_evaluator_fine_tunes_a_fresh_backbone_each_time(cache_dir):
+    from proxy.full import FullEvaluator
+
+    ev = FullEvaluator("test", cache_dir=cache_dir, device="cpu").prepare()
+    assert ev.backbone_name == "lite2" and ev.in_channels == 352 and ev.config.end_to_end
+    before = {k: v.clone() for k, v in ev._backbone.state_dict().items()}
+    a = ev.evaluate(zoo_cell("aspp"), seed=1)
+    changed = any(not torch.equal(before[k], v) for k, v in ev._backbone.state_dict().items())
+    assert changed  # the backbone was trained end to end
+    b = ev.evaluate(zoo_cell("aspp"), seed=1)
+    assert a.miou == b.miou  # ... and reset before the next evaluation
+    assert a.config == "full-test" and 0 <= a.miou <= 1
+
+
+def test_bad_dataset_specs(cache_dir):
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_datasets("imagenet", cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="needs a folder"):
+        load_datasets("voc:", cache_dir=cache_dir)
+    with pytest.raises(FileNotFoundError):
+        load_datasets("voc:/nonexistent/VOC", cache_dir=cache_dir)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "proxy.evaluate", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_prints_result_table():
+    out = run_cli("weak", "--config", "test", "--seed", "2")
+    assert out.returncode == 0, out.stderr
+    assert "F:conv1x1 F:conv1x1" in out.stdout and "mIOU" in out.stdout and "seed 2" in out.stdout
+    bad = run_cli("F:sep3x3_5x5", "--config", "test")
+    assert bad.returncode == 2 and "unknown operation" in bad.stderr and bad.stderr.strip().count("\n") == 0
+    bad = run_cli("aspp", "--config", "huge")
+    assert bad.returncode == 2 and "unknown config" in bad.stderr
