@@ -8,7 +8,8 @@ atomic pop, so two workers never take the same trial), evaluate, and tell the re
 Resume: ``plan`` is idempotent. A cell with a COMPLETE, WAITING or live RUNNING trial is
 left alone; one whose trials all failed, or were left RUNNING by a dead worker (the
 heartbeat of ``strategies.heartbeat``: its process is gone from this machine, or it has
-not beaten for ``grace`` seconds), is enqueued again, up to ``max_attempts`` trials.
+not beaten for ``grace`` seconds), is enqueued again, until ``max_attempts`` of its
+evaluations failed by themselves (dead or interrupted workers' trials do not count).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from .load import open_storage
+from .load import REQUEUED_KINDS, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2, grac
                 counts["reclaimed"] += 1
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # finished meanwhile
-        if len(trials) >= max_attempts:
+        # evaluations that failed on their own; a dead or interrupted worker's trial does not count
+        failed = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") not in REQUEUED_KINDS)
+        if failed >= max_attempts:
             counts["given_up"] += 1
             continue
         attrs = {"genome": str(cell.genome), "genome_hash": cell.key, "json": cell.genome.to_json(), **cell.attrs}

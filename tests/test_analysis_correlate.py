@@ -56,7 +56,7 @@ def test_dead_worker_trial_is_failed_and_its_cell_enqueued_again():
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # ... and died (its pid no longer exists)
     st.set_trial_system_attr(tid, OWNER_KEY, {"host": host_id(), "pid": dead.pid, "start": None})
-    counts = plan(study, cells()[:1])
+    counts = plan(study, cells()[:1], max_attempts=1)  # a dead worker's trial is not a failed attempt
     assert counts["reclaimed"] == 1 and counts["enqueued"] == 1
     old, new = study.get_trials()
     assert old.state == TrialState.FAIL and old.user_attrs["failure_kind"] == "stale"
