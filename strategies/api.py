@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 from dpc.genome import DEFAULT_BRANCHES, Genome
 
 from .base import check_seed
+from .interrupts import deferred_interrupts
 from .objectives import Objective, resolve_objective
 from .registry import get_strategy, strategy_params as default_params
 from .storage import StorageHandle, open_storage
@@ -103,7 +104,8 @@ def search(
         "strategy": strategy, "seed": seed, "budget": budget, "objective": obj.spec, "config": obj.config,
         "branches": branches, "command": command or _api_command(strategy, budget, seed, obj.spec),
     }
-    study, params = open_study(handle, name, attrs, params, explicit)
+    with deferred_interrupts(), handle.lock(name):  # workers starting together agree on one study
+        study, params = open_study(handle, name, attrs, params, explicit)
     resumed = budget_status(study).used > 0
     sampler = get_strategy(strategy).sampler(seed=seed, branches=branches, **params)
     study = optuna.load_study(study_name=name, storage=handle.storage, sampler=sampler)

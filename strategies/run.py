@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -72,7 +73,17 @@ def probability(text: str) -> float:
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog=PROG,
+        description="Search the Dense Prediction Cell space with one strategy. Re-running the same command "
+        "resumes the study up to the budget.",
+        epilog="examples:\n"
+        "  python -m strategies.run --strategy random\n"
+        "  python -m strategies.run --strategy evolution --objective synthetic --budget 500 --seed 3\n"
+        "  python -m strategies.run --strategy tpe --workers 2\n"
+        "  python -m strategies.run --strategy local --storage postgresql://user:pw@db-host/dpc  # on each machine",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--strategy", required=True, choices=list(STRATEGIES), help="search strategy")
     p.add_argument("--budget", type=positive_int, help="trials to run in the study, failed evaluations included "
                    "(default: the proxy config's default_budget, 16 for cpu; 100 for other objectives)")
@@ -251,6 +262,8 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
         return 130
     except (ObjectiveError, StorageError, ValueError) as e:
         progress.close()
+        if os.environ.get("DPC_NAS_DEBUG"):
+            raise
         msg = str(e)
         for key, flag in FLAG_OF.items():
             msg = msg.replace(f"setting {key}", f"setting {flag}")
@@ -258,6 +271,8 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
         return 2
     except SearchError as e:
         progress.close()
+        if os.environ.get("DPC_NAS_DEBUG"):
+            raise
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     progress.close()
