@@ -101,6 +101,7 @@ class _Evaluator:
             train_seconds=outcome.train_seconds,
             eval_seconds=outcome.eval_seconds,
             iterations=outcome.iterations,
+            train_loss=outcome.train_loss,
             device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             seed=seed,
             config=cfg.name,
@@ -122,8 +123,8 @@ class ProxyEvaluator(_Evaluator):
         for ds in self._load_datasets():
             cached = load_or_build(ds, backbone_name=cfg.backbone, output_stride=cfg.output_stride,
                                    cache_dir=self.cache_dir, device=self.device)
-            features = torch.from_numpy(np.ascontiguousarray(cached.features))  # float16
-            labels = torch.from_numpy(np.ascontiguousarray(cached.labels))
+            features = torch.from_numpy(np.array(cached.features))  # float16 in memory, cast per batch
+            labels = torch.from_numpy(np.array(cached.labels))
             splits.append(Split(features.to(self.device), labels.to(self.device)))
             self.num_classes, self.class_names = cached.num_classes, list(cached.class_names)
         self.in_channels = splits[0].inputs.shape[1]

@@ -14,6 +14,7 @@ class EvalResult:
     train_seconds: float
     eval_seconds: float
     iterations: int
+    train_loss: float  # mean training loss over the last 10% of steps
     device: str
     seed: int
     config: str  # config name

@@ -2,7 +2,8 @@
 
 ``scenes`` (the embedded default, preset from the config), ``scenes:PRESET``,
 ``voc:PATH`` (Pascal-VOC folder) or ``cityscapes:PATH`` (Cityscapes folder). Real
-images are resized to one size so that their features stack into one cache array.
+images are shrunk and padded (label 255) to one size, as DeepLab evaluates, so that
+their features stack into one cache array.
 """
 from __future__ import annotations
 
@@ -25,5 +26,5 @@ def load_datasets(spec: Optional[str], scenes_preset: str = "default", cache_dir
         from .folders import CityscapesFolder, VOCFolder
 
         cls = VOCFolder if kind == "voc" else CityscapesFolder
-        return tuple(cls(arg, split=split, size=DEFAULT_REAL_SIZE) for split in ("train", "val"))
+        return tuple(cls(arg, split=split, size=DEFAULT_REAL_SIZE, mode="pad") for split in ("train", "val"))
     raise ValueError(f"unknown dataset {spec!r}; expected scenes[:PRESET], voc:PATH or cityscapes:PATH")

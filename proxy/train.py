@@ -62,6 +62,7 @@ class TrainOutcome:
     train_seconds: float
     eval_seconds: float
     iterations: int
+    train_loss: float  # mean loss over the last 10% of steps
 
 
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
@@ -109,12 +110,16 @@ def train_and_evaluate(
     """SGD + momentum with poly decay for ``cfg.iterations`` steps; NaN loss raises NaNLossError."""
     device = train.labels.device
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        optimizer = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     s = cfg.loss_stride
     order = np.empty(0, dtype=np.int64)
     start_time = time.perf_counter()
     eval_seconds = 0.0
+    losses: list[float] = []
     model.train()
     for step in range(cfg.iterations):
         if len(order) < cfg.batch_size:
@@ -141,6 +146,7 @@ def train_and_evaluate(
         value = float(loss.detach())
         if not math.isfinite(value):
             raise NaNLossError(f"loss became {value} at step {step} of {cfg.iterations}")
+        losses.append(value)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -158,4 +164,5 @@ def train_and_evaluate(
     eval_seconds += time.perf_counter() - t0
     if callback is not None:
         callback(cfg.iterations, miou)
-    return TrainOutcome(miou, per_class, train_seconds, eval_seconds, cfg.iterations)
+    tail = losses[-max(1, len(losses) // 10) :]
+    return TrainOutcome(miou, per_class, train_seconds, eval_seconds, cfg.iterations, sum(tail) / len(tail))

@@ -33,8 +33,8 @@ def test_result_fields(test_evaluator):
 def test_reproducible_for_a_seed(test_evaluator):
     g = Genome.parse("F:sep3x3_3x3 0:pool_2x2 F:conv1x1")
     a, b = test_evaluator.evaluate(g, seed=5), test_evaluator.evaluate(g, seed=5)
-    assert a.miou == b.miou and a.per_class_iou == b.per_class_iou
-    assert test_evaluator.evaluate(g, seed=6).per_class_iou != a.per_class_iou
+    assert a.miou == b.miou and a.per_class_iou == b.per_class_iou and a.train_loss == b.train_loss
+    assert test_evaluator.evaluate(g, seed=6).train_loss != a.train_loss
 
 
 def test_callback_gets_intermediate_miou(cache_dir):
@@ -78,7 +78,7 @@ def test_full_evaluator_fine_tunes_a_fresh_backbone_each_time(cache_dir):
     changed = any(not torch.equal(before[k], v) for k, v in ev._backbone.state_dict().items())
     assert changed  # the backbone was trained end to end
     b = ev.evaluate(zoo_cell("aspp"), seed=1)
-    assert a.miou == b.miou  # ... and reset before the next evaluation
+    assert a.train_loss == b.train_loss  # ... and reset before the next evaluation
     assert a.config == "full-test" and 0 <= a.miou <= 1
 
 
