@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .genome import FEATURES, Genome
-from .ops import Op
+from .ops import Op, pooling_kernel
 
 BN_EPS = 1e-5
 
@@ -32,11 +32,6 @@ class SeparableConv(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, rate: tuple[int, int]):
         super().__init__(conv_bn_relu(cin, cin, 3, rate, groups=cin), conv_bn_relu(cin, cout, 1))
-
-
-def pooling_kernel(size: int, grid: int) -> int:
-    """The reference's int((size - 1) / grid + 1), i.e. ceil(size / grid)."""
-    return (size - 1) // grid + 1
 
 
 class PyramidPooling(nn.Module):

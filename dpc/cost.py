@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cell import pooling_kernel
 from .genome import FEATURES, Genome
+from .ops import pooling_kernel
 
 
 @dataclass(frozen=True)

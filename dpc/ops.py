@@ -91,3 +91,8 @@ def as_op(value: Op | int | str) -> Op:
     if isinstance(value, str):
         return op_from_name(value)
     return op_from_index(value)
+
+
+def pooling_kernel(size: int, grid: int) -> int:
+    """The reference's pyramid-pooling kernel int((size - 1) / grid + 1), i.e. ceil(size / grid)."""
+    return (size - 1) // grid + 1
