@@ -238,7 +238,10 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Worker
     """Evaluate one asked trial and tell the study; returns (state name, failure reason)."""
     genome = Genome.from_params(trial.params)
     genome_hash = genome.canonical_hash()
-    _set_attrs(study, trial, {"genome": str(genome), "genome_hash": genome_hash, "json": genome.to_json()})
+    try:
+        _set_attrs(study, trial, {"genome": str(genome), "genome_hash": genome_hash, "json": genome.to_json()})
+    except UpdateFinishedTrialError:  # already failed as stale by another worker
+        return "LOST", None
     source = find_equivalent(study, genome_hash, trial.number) if settings.dedupe else None
     try:
         if source is not None:
@@ -248,7 +251,10 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Worker
             value = float(source.value)
         else:
             def report(step: int, value: float) -> None:
-                trial.report(float(value), int(step))
+                try:  # intermediate values are for plots; they must never fail an evaluation
+                    trial.report(float(value), int(step))
+                except Exception as e:
+                    log.debug("trial %d: report(%s, %s) failed: %s", trial.number, step, value, e)
 
             if heartbeat:
                 with Heartbeat(study._storage, trial._trial_id, settings.heartbeat):
@@ -263,22 +269,27 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Worker
     except Exception as e:  # the objective's own errors are the trial's, not the study's
         log.debug("trial %d failed", trial.number, exc_info=True)
         return _fail(study, trial, failure_reason(e))
-    try:
-        with deferred_interrupts():
-            _set_attrs(study, trial, attrs)
-            study.tell(trial, value)
-    except UpdateFinishedTrialError:
+    if not _finish(study, trial, attrs, value=value):
         log.warning("trial %d was failed as stale by another worker while it ran (grace too short?); its re-run replaces it", trial.number)
         return "LOST", None
     return "COMPLETE", None
 
 
+def _finish(study: Study, trial: Trial, attrs: Mapping[str, Any], value: float | None = None) -> bool:
+    """Record attrs and tell (COMPLETE with ``value``, else FAIL); False if another worker
+    had already finished the trial (declared it stale)."""
+    with deferred_interrupts():
+        try:
+            _set_attrs(study, trial, attrs)
+        except UpdateFinishedTrialError:
+            return False
+        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        frozen = study.tell(trial, value, state=state, skip_if_finished=True)
+    return frozen.state == state and (state == TrialState.COMPLETE or frozen.user_attrs.get("failure_kind") == "error")
+
+
 def _fail(study: Study, trial: Trial, reason: str) -> tuple[str, str | None]:
-    try:
-        with deferred_interrupts():
-            _set_attrs(study, trial, {"failure_reason": reason, "failure_kind": "error"})
-            study.tell(trial, state=TrialState.FAIL)
-    except UpdateFinishedTrialError:
+    if not _finish(study, trial, {"failure_reason": reason, "failure_kind": "error"}):
         return "LOST", reason
     log.info("trial %d failed: %s", trial.number, reason)
     return "FAIL", reason
