@@ -217,10 +217,6 @@ def resolve_objective(
     return _wrap_callable(obj, spec, experiment_name(spec))
 
 
-def describe(objective: Objective) -> str:
-    return objective.spec + (f" (config {objective.config})" if objective.config else "")
-
-
 def as_mapping(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Attributes with plain JSON values, as every Optuna storage accepts."""
     return {str(k): _jsonable(v) for k, v in attrs.items()}

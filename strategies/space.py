@@ -33,10 +33,6 @@ def search_space(branches: int = DEFAULT_BRANCHES) -> dict[str, BaseDistribution
     return dict(_space(branches))
 
 
-def genome_params(genome: Genome) -> dict[str, Any]:
-    return genome.to_params()
-
-
 def genome_of(params: Mapping[str, Any]) -> Genome:
     """The genome a trial's params encode (``GenomeError`` if they are not a cell)."""
     return Genome.from_params(params)
@@ -49,9 +45,3 @@ def trial_genome(trial: FrozenTrial) -> Genome | None:
     except ValueError:
         return None
 
-
-def branches_of(space: Mapping[str, Any]) -> int:
-    n = 0
-    while f"b{n}_op" in space:
-        n += 1
-    return n

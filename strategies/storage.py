@@ -144,7 +144,7 @@ def _open_rdb(url: str) -> StorageHandle:
     engine_kwargs = {} if scheme.startswith("sqlite") else {"pool_pre_ping": True}
     try:
         storage = optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=engine_kwargs)
-    except ImportError as e:
+    except ImportError:
         hint = " (pip install 'dpc-nas[postgres]', i.e. psycopg2-binary)" if scheme.startswith("postgres") else ""
         raise StorageError(f"cannot open storage {redact(url)}: no database driver for {scheme}{hint}") from None
     except Exception as e:  # sqlalchemy errors: bad URL, refused connection, auth
