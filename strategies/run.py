@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
+from optuna.trial import TrialState
+
 from .registry import STRATEGIES
 
 PROG = "python -m strategies.run"
@@ -176,6 +178,10 @@ def summary(result, out_dir: str, elapsed: float) -> tuple[list[str], int]:
         lines.append("no trial completed: see each trial's failure_reason (optuna-dashboard, or analysis)")
         return lines, 1
     genome = result.best_genome
+    values = {tr.value for tr in result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if st.complete >= 3 and len(values) == 1:
+        lines.append(f"warning: all {st.complete} complete trials scored exactly {st.best:.4f}: "
+                     "the objective does not tell these cells apart")
     lines.append(f"best cell  {genome}  (trial {t.number})")
     lines.append(f"{result.metric:<10} {st.best:.4f}")
     if t.user_attrs.get("flops") is not None:
