@@ -130,7 +130,9 @@ def test_sigkill_mid_trial_then_rerun_reaches_the_budget_exactly(tmp_path):
         except (KeyError, FileNotFoundError, ValueError):
             return None
         done = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING and OWNER_KEY in t.system_attrs]
+        # Evaluating (its last attribute before the objective is written): not inside a journal
+        # write, where a kill would make the re-run wait for Optuna's 30 s lock grace period.
+        running = [t for t in trials if t.state == TrialState.RUNNING and "json" in t.user_attrs]
         return (done, running[0]) if len(done) >= 3 and running else None
 
     done_before, killed = _wait_for(mid_trial)

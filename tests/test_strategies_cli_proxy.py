@@ -19,6 +19,7 @@ from strategies.storage import open_storage  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_cli_runs_the_proxy_search_and_reports_the_best_cell(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     args = [sys.executable, "-m", "strategies.run", "--strategy", "evolution", "--config", "test", "--budget", "3",
