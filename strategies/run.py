@@ -196,6 +196,17 @@ def summary(result, out_dir: str, elapsed: float) -> tuple[list[str], int]:
     return lines, 0
 
 
+def _logs_above_the_bar(enabled: bool):
+    """Log lines (e.g. a requeued trial) go above the progress bar, not into it."""
+    if not enabled:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
+
+
 def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -253,14 +264,15 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
 
     start = time.time()
     try:
-        result = search(
-            objective, args.strategy, budget, args.seed, storage=storage, study_name=args.study, experiment=experiment,
-            strategy_params=explicit_params(args), dedupe=args.dedupe, branches=args.branches, config=args.config,
-            eval_seed=args.eval_seed, cache_dir=args.cache_dir, workers=args.workers, threads=args.threads,
-            heartbeat=args.heartbeat, grace=args.grace, max_retry=args.max_retry, poll=args.poll,
-            max_consecutive_failures=args.max_consecutive_failures,
-            command=shlex.join(["python", "-m", "strategies.run", *argv]), on_progress=progress, on_start=on_start,
-        )
+        with _logs_above_the_bar(show):
+            result = search(
+                objective, args.strategy, budget, args.seed, storage=storage, study_name=args.study, experiment=experiment,
+                strategy_params=explicit_params(args), dedupe=args.dedupe, branches=args.branches, config=args.config,
+                eval_seed=args.eval_seed, cache_dir=args.cache_dir, workers=args.workers, threads=args.threads,
+                heartbeat=args.heartbeat, grace=args.grace, max_retry=args.max_retry, poll=args.poll,
+                max_consecutive_failures=args.max_consecutive_failures,
+                command=shlex.join(["python", "-m", "strategies.run", *argv]), on_progress=progress, on_start=on_start,
+            )
     except KeyboardInterrupt:
         progress.close()
         if not worker:
