@@ -41,7 +41,13 @@ def open_storage(spec: str | Path | BaseStorage, create: bool = False) -> BaseSt
     if "://" in text:
         if text.startswith("sqlite:///") and not create and not Path(text[len("sqlite:///"):]).exists():
             raise AnalysisError(f"storage {text!r} not found")
-        return optuna.storages.get_storage(text)
+        # the same URL handling as the workers (e.g. psycopg2 for plain postgresql:// URLs)
+        from strategies.storage import StorageError, open_storage as open_worker_storage
+
+        try:
+            return open_worker_storage(text).storage
+        except StorageError as e:
+            raise AnalysisError(str(e)) from None
     path = Path(text)
     if not create and not path.is_file():
         raise AnalysisError(f"storage file {text!r} not found")

@@ -44,6 +44,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES),
                    help="zoo cells evaluated as reference lines (default aspp,top1_cityscapes; '' for none)")
     p.add_argument("--no-report", action="store_true", help="run the studies only")
+    g = p.add_argument_group("strategy settings (as in strategies.run; each applies to its own strategy)")
+    g.add_argument("--p-random", type=float, default=None, help="local: probability of a uniform sample")
+    g.add_argument("--top-k", type=int, default=None, help="local: parents come from the k best trials")
+    g.add_argument("--population", type=int, default=None, help="evolution: population P")
+    g.add_argument("--tournament", type=int, default=None, help="evolution: tournament size S")
+    g.add_argument("--tpe-startup", type=int, default=None, help="tpe: random trials before TPE")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -101,6 +107,18 @@ class Overall:
         self.bar.close()
 
 
+SETTINGS_OF = {
+    "local": {"p_random": "p_random", "top_k": "top_k"},
+    "evolution": {"population": "population", "tournament": "tournament"},
+    "tpe": {"tpe_startup": "n_startup_trials"},
+}
+
+
+def settings_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The explicit strategy settings that apply to ``name`` (None: the budget-scaled defaults)."""
+    return {key: getattr(args, flag) for flag, key in SETTINGS_OF.get(name, {}).items() if getattr(args, flag) is not None}
+
+
 def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[str]) -> dict[str, Any]:
     import strategies
     from strategies.objectives import resolve_objective
@@ -134,7 +152,7 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
                 res = strategies.search(
                     objective, strategy=name, budget=budget, seed=seed, storage=storage, experiment=experiment,
                     config=args.config, eval_seed=args.eval_seed, workers=args.workers, dedupe=args.dedupe,
-                    command=command, on_progress=bar.study(f"{name} seed {seed}", budget),
+                    strategy_params=settings_for(name, args) or None, command=command, on_progress=bar.study(f"{name} seed {seed}", budget),
                 )
                 bar.done(budget)
                 logging.getLogger(__name__).info("%s seed %d: best %s", name, seed, res.best_value)
