@@ -88,8 +88,8 @@ FULL_CONFIGS: dict[str, EvalConfig] = {
     "test": EvalConfig("full-test", scenes="test", backbone="lite2", end_to_end=True, channels=16, concat_channels=16,
                        iterations=8, batch_size=2, optimizer="adam", lr=0.01, loss_stride=2, crop=65),
     "cpu": EvalConfig("full-cpu", backbone="lite2", end_to_end=True, channels=64, concat_channels=64,
-                      iterations=150, batch_size=4, optimizer="adam", lr=0.01, backbone_lr_mult=0.1,
-                      loss_stride=2, eval_stride=2, crop=257),
+                      iterations=100, batch_size=4, optimizer="adam", lr=0.01, backbone_lr_mult=0.1,
+                      loss_stride=2, eval_stride=2, crop=225),
     "paper": EvalConfig("full-paper", backbone="lite2", end_to_end=True, channels=256, concat_channels=256,
                         iterations=20000, batch_size=16, lr=0.01, loss_stride=1, crop=513),
 }
