@@ -183,7 +183,7 @@ def test_best_cell_json_is_deeplab_format(tmp_path, capsys):
 
 def test_ctrl_c_requeues_the_running_trial_and_the_rerun_finishes_it(tmp_path):
     journal = tmp_path / "i.journal"
-    args = cli("--strategy", "random", "--budget", "4", "--objective", "synthetic:slow,sleep=0.5",
+    args = cli("--strategy", "random", "--budget", "4", "--objective", "synthetic:slow,sleep=2",
                "--storage", str(journal), "--study", "i", "-q")
     proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
