@@ -185,7 +185,10 @@ def test_ctrl_c_requeues_the_running_trial_and_the_rerun_finishes_it(tmp_path):
     journal = tmp_path / "i.journal"
     args = cli("--strategy", "random", "--budget", "4", "--objective", "synthetic:slow,sleep=2",
                "--storage", str(journal), "--study", "i", "-q")
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN:
+    # give the worker the default disposition a user's terminal gives it, whatever ran pytest.
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def running():
         try:
