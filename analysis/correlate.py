@@ -93,8 +93,11 @@ def analyse(storage, study_name: str, precision_k: tuple[int, ...] = (5, 10), n_
         g: dict[str, Any] = {"n": len(sel)}
         if len(sel) >= 3:
             g.update({m: c.to_dict() for m, c in correlations(p, f, n_resamples=n_resamples, seed=seed).items()})
-        g["top_k_precision"] = {str(k): top_k_precision(p, f, k) for k in precision_k if 0 < k < len(sel)}
-        if sel:
+        # with every full score tied (e.g. a full task that learned nothing) there is no
+        # top-k set and no winner: report neither rather than an arbitrary pick
+        informative = len(set(f)) > 1
+        g["top_k_precision"] = {str(k): top_k_precision(p, f, k) for k in precision_k if 0 < k < len(sel) and informative}
+        if sel and f.count(max(f)) == 1:
             best = max(range(len(sel)), key=lambda i: f[i])
             g["full_winner_proxy_rank"] = 1 + int(np.sum(np.asarray(p) > p[best]))
         report.groups[group] = g

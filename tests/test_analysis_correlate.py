@@ -168,3 +168,15 @@ def test_small_correlation_on_the_test_configs(tmp_path, cache_dir):
     assert [g["n"] for g in data["groups"].values()] == [2, 2, 4]
     assert set(data["groups"]["all"]) >= {"spearman", "kendall", "pearson", "top_k_precision"}
     assert (out / "correlation.png").stat().st_size > 5000
+
+
+def test_tied_full_scores_report_no_winner_and_no_precision(source, tmp_path, monkeypatch):
+    """A full task that scores every cell alike (one that learned nothing) has no top-k set."""
+    (tmp_path / "flat_objective.py").write_text("def flat(genome):\n    return 0.5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "flat"
+    assert correlate.main(["--storage", str(source), "--study", "e-random-seed0", "--top", "3", "--random", "3",
+                           "--objective", "flat_objective:flat", "--out", str(out), "--name", "flat",
+                           "--precision-k", "2", "--n-resamples", "100", "--no-progress"]) == 0
+    g = json.loads((out / "correlation.json").read_text())["groups"]["all"]
+    assert g["n"] == 6 and "full_winner_proxy_rank" not in g and g["top_k_precision"] == {}
