@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data import default_cache_dir  # one rule for every cache: $DPC_NAS_CACHE or ~/.cache/dpc-nas
 from .backbone import PREPROCESS_VERSION, build_backbone, check_args, feature_channels, output_size, preprocess, weights_fingerprint
 
 log = logging.getLogger(__name__)
@@ -103,12 +104,6 @@ class CachedFeatures:
         if device.type == "cpu":
             return torch.from_numpy(self.features.astype(np.float32)), labels
         return torch.from_numpy(np.array(self.features)).to(device), labels
-
-
-def default_cache_dir() -> Path:
-    """``$DPC_NAS_CACHE`` if set, else ``~/.cache/dpc-nas`` (same rule as the datasets)."""
-    env = os.environ.get("DPC_NAS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dpc-nas"
 
 
 def _features_root(cache_dir: "str | Path | None") -> Path:
