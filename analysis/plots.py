@@ -60,7 +60,7 @@ def save(fig: "plt.Figure", out: str | Path, formats: Sequence[str] = FORMATS) -
     paths = []
     for fmt in formats:
         p = out.with_suffix(f".{fmt}")
-        fig.savefig(p, dpi=160)
+        fig.savefig(p, dpi=160, bbox_inches="tight")
         paths.append(p)
     plt.close(fig)
     return paths
@@ -317,7 +317,7 @@ def plot_correlation(
     p = np.asarray(proxy, dtype=float)
     f = np.asarray(full, dtype=float)
     g = np.asarray(groups)
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    fig, ax = plt.subplots(figsize=(4.6, 4.8))
     data: dict[str, Any] = {"groups": {}}
     for i, name in enumerate(dict.fromkeys(g.tolist())):
         m = g == name
@@ -336,8 +336,13 @@ def plot_correlation(
         data["fit"] = [float(k), float(c)]
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title("Proxy vs full task")
+    title = "Proxy vs full task"
+    rho_all = (summary or {}).get("all", {}).get("spearman")
+    if rho_all is not None:
+        title += f"\nall {len(p)} cells: ρ={rho_all['estimate']:.2f} [{rho_all['low']:.2f}, {rho_all['high']:.2f}]"
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", frameon=False, fontsize=7)
+    # below the axes, so that no point hides behind it
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=7)
     data["files"] = [str(p) for p in save(fig, out)]
     return data
