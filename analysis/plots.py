@@ -341,6 +341,7 @@ def plot_correlation(
     if rho_all is not None:
         title += f"\nall {len(p)} cells: ρ={rho_all['estimate']:.2f} [{rho_all['low']:.2f}, {rho_all['high']:.2f}]"
     ax.set_title(title)
+    data["title"] = title
     ax.grid(alpha=0.3)
     # below the axes, so that no point hides behind it
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=7)

@@ -141,8 +141,11 @@ def test_correlation_scatter(tmp_path):
     f = [0.2, 0.1, 0.4, 0.3, 0.6, 0.5]
     g = ["top", "top", "top", "random", "random", "random"]
     data = plots.plot_correlation(p, f, g, tmp_path / "corr",
-                                  summary={"top": {"spearman": {"estimate": 0.5, "low": -1.0, "high": 1.0}}})
+                                  summary={"top": {"spearman": {"estimate": 0.5, "low": -1.0, "high": 1.0}},
+                                           "all": {"spearman": {"estimate": 0.25, "low": -0.5, "high": 0.75}}})
     assert data["groups"]["top"] == {"proxy": [0.1, 0.2, 0.3], "full": [0.2, 0.1, 0.4]}
+    assert "all" not in data["groups"]  # the overall rho goes in the title, not as a group
+    assert data["title"].endswith(f"all {len(p)} cells: ρ=0.25 [-0.50, 0.75]")
     assert data["fit"] == pytest.approx(list(np.polyfit(p, f, 1)))
     assert_png(files(data)[0], min_bytes=5_000)
 
