@@ -1,6 +1,6 @@
 """Proxy evaluator measurements on this machine; prints one table per question.
 
-    python -m benchmarks.proxy_speed [--seeds 2] [--repeats 5] [--skip-quality]
+    python -m benchmarks.proxy_speed [--seeds 2] [--repeats 5] [--skip-timing] [--skip-cache] [--skip-quality]
 
 1. ms per training iteration and evaluations per hour, per config;
 2. a step on cached features vs an end-to-end step (backbone forward every step), side by side;
@@ -92,9 +92,17 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-cache", action="store_true")
+    parser.add_argument("--skip-timing", action="store_true", help="skip the step-time tables (1-3)")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
 
+    if not args.skip_timing:
+        timing_tables(args)
+    cache_and_quality_tables(args)
+    return 0
+
+
+def timing_tables(args: argparse.Namespace) -> None:
     # 1 + 3: per config step time, evaluations per hour, achieved GFLOP/s
     mm = matmul_gflops(args.repeats)
     rows = []
@@ -134,6 +142,8 @@ def main(argv=None) -> int:
            ["backbone forward every step, frozen", f"{t_frozen:.0f}", f"{t_frozen / t_cached:.1f}x"],
            ["backbone forward+backward (fine-tuned)", f"{t_train:.0f}", f"{t_train / t_cached:.1f}x"]])
 
+
+def cache_and_quality_tables(args: argparse.Namespace) -> None:
     # 4: cache build time and size; peak RSS of one evaluation (subprocess)
     if not args.skip_cache:
         with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +172,6 @@ def main(argv=None) -> int:
             spread = f" ± {statistics.stdev(scores):.3f}" if len(scores) > 1 else ""
             rows.append([name, str(zoo_cell(name)), f"{statistics.mean(scores):.3f}{spread}", ", ".join(f"{v:.3f}" for v in scores)])
         table(f"Proxy mIOU, cpu config ({args.seeds} seeds)", ["cell", "genome", "mean mIOU", "per seed"], rows)
-    return 0
 
 
 if __name__ == "__main__":

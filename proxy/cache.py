@@ -66,9 +66,9 @@ class CacheCorruptError(RuntimeError):
 
 @dataclass(frozen=True, eq=False)
 class CachedFeatures:
-    """A loaded cache: read-only memory maps plus what a head needs to be built."""
+    """A loaded cache: copy-on-write memory maps plus what a head needs to be built."""
 
-    features: np.memmap  # (N, C, h, w) float16, read-only
+    features: np.memmap  # (N, C, h, w) float16, copy-on-write (the file is never changed)
     labels: np.memmap  # (N, H, W) uint8, 255 = ignore
     num_classes: int
     class_names: list[str]
@@ -220,7 +220,9 @@ def _open(path: Path, key: str, verify: Verify = "sample") -> CachedFeatures:
     for name in FILES:
         info = manifest["files"][name]
         try:
-            arr = np.load(path / name, mmap_mode="r")
+            # copy-on-write: readers share the page cache, and a stray write changes only the
+            # writer's private copy (never the file, and no segfault as with a read-only map)
+            arr = np.load(path / name, mmap_mode="c")
         except (ValueError, OSError) as e:
             raise CacheCorruptError(f"{name} is not a readable .npy: {e}") from None
         if list(arr.shape) != info["shape"] or str(arr.dtype) != info["dtype"]:

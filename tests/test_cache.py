@@ -68,7 +68,7 @@ def test_contents_match_a_direct_forward(tmp_path):
     cf = load_or_build(ds, "lite0", 16, cache_dir=tmp_path, progress=False)
     assert cf.features.shape == (3, 320, 4, 3) and cf.features.dtype == np.float16
     assert cf.labels.shape == (3, H, W) and cf.labels.dtype == np.uint8
-    assert isinstance(cf.features, np.memmap) and not cf.features.flags.writeable
+    assert isinstance(cf.features, np.memmap) and cf.features.mode == "c"  # copy-on-write
     assert (cf.in_channels, cf.num_classes, cf.class_names) == (320, 3, ["bg", "a", "b"])
     assert (cf.backbone, cf.output_stride, len(cf)) == ("lite0", 16, 3)
     assert cf.path == tmp_path / "features" / cf.key and (cf.path / "manifest.json").is_file()
@@ -80,6 +80,10 @@ def test_contents_match_a_direct_forward(tmp_path):
     feats, labels = cf.to_torch("cpu")
     assert feats.dtype == torch.float32 and labels.dtype == torch.uint8
     assert torch.equal(feats, torch.from_numpy(cf.features.astype(np.float32)))
+    # a stray write (e.g. a test poisoning inputs) changes this process's copy, never the file
+    cf.features[0, 0, 0, 0] = np.nan
+    again = load_or_build(ds, "lite0", 16, cache_dir=tmp_path, progress=False)
+    assert np.isfinite(again.features[0, 0, 0, 0]) and again.features[0, 0, 0, 0] == np.float16(ref[0, 0, 0, 0])
 
 
 def test_second_call_reuses_the_cache(built, count_builds):
