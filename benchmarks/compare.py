@@ -6,7 +6,7 @@ resumable: rerun the command to continue; ``--workers`` processes per study), ev
 the zoo's reference cells with the same objective (``{experiment}-reference``), then
 writes the report (``analysis.report``: figures, summary, pairwise tests) and prints the
 summary table. ``--objective synthetic`` (default) runs in seconds; ``--objective proxy``
-trains every cell (about 30 s an evaluation on the ``cpu`` config of a 2-core machine).
+trains every cell (about a minute an evaluation on the ``cpu`` config of a 2-core machine).
 """
 from __future__ import annotations
 
