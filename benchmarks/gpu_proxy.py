@@ -5,8 +5,7 @@ on one 2018 GPU, i.e. ~0.7 an hour).
 
 Builds (or loads) the feature cache on the GPU, evaluates the zoo's ASPP, top-1 and weak
 (five 1x1) cells and a few random ones, and prints one row per (cell, seed) plus
-candidates/hour. Exits with a
-one-line message where no CUDA device is present.
+candidates/hour. Exits with a one-line message where no CUDA device is present.
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ PAPER_MINUTES_PER_CANDIDATE = 90.0
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_proxy")
-    parser.add_argument("--cells", type=int, default=4, help="random cells besides ASPP and top-1")
+    parser.add_argument("--cells", type=int, default=4, help="random cells besides the zoo's ASPP, top-1 and weak")
     parser.add_argument("--config", default="paper")
     parser.add_argument("--iterations", type=int, default=None, help="override the config's iterations")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per zoo cell (random cells get one)")
