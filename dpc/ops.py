@@ -55,7 +55,19 @@ OP_BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 OP_NAMES: tuple[str, ...] = tuple(op.name for op in OPS)
 FAMILIES: tuple[OpKind, ...] = ("conv1x1", "sep3x3", "pool")
 
-_NAME_RE = re.compile(r"^(sep3x3|pool)_(\d+)x(\d+)$")
+_NAME_RE = re.compile(r"^(sep3x3|pool)_([0-9]+)x([0-9]+)$")
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for an error message: one line, at most ``limit`` characters, and safe
+    for values whose repr itself fails (integers of thousands of digits, deeply nested lists)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError, MemoryError):
+        if isinstance(value, int):
+            return f"<an integer of {value.bit_length()} bits>"
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def op_from_name(name: str) -> Op:
@@ -69,16 +81,16 @@ def op_from_name(name: str) -> Op:
         if m:
             allowed = RATES if m.group(1) == "sep3x3" else GRIDS
             hint = f" ({m.group(1)} sizes must be in {allowed})"
-        raise ValueError(f"unknown operation {name!r}{hint}; expected conv1x1, sep3x3_RxR or pool_GxG")
+        raise ValueError(f"unknown operation {brief(name)}{hint}; expected conv1x1, sep3x3_RxR or pool_GxG")
     return op
 
 
 def op_from_index(index: int) -> Op:
     if isinstance(index, bool) or not isinstance(index, (int,)) and not hasattr(index, "__index__"):
-        raise ValueError(f"operation index must be an integer, got {index!r}")
+        raise ValueError(f"operation index must be an integer, got {brief(index)}")
     i = int(index)
     if not 0 <= i < NUM_OPS:
-        raise ValueError(f"operation index {i} out of range 0..{NUM_OPS - 1}")
+        raise ValueError(f"operation index {brief(i)} out of range 0..{NUM_OPS - 1}")
     return OPS[i]
 
 
@@ -86,7 +98,7 @@ def as_op(value: Op | int | str) -> Op:
     """Accept an Op, an index or a name: the three ways ops appear in encodings."""
     if isinstance(value, Op):
         if value not in OP_INDEX:
-            raise ValueError(f"operation {value!r} is not in the 81-op space")
+            raise ValueError(f"operation {brief(value)} is not in the 81-op space")
         return value
     if isinstance(value, str):
         return op_from_name(value)
