@@ -18,11 +18,14 @@ import inspect
 import json
 import logging
 import math
+import numbers
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from dpc.genome import Genome
+from dpc.ops import brief
 
 log = logging.getLogger(__name__)
 
@@ -176,21 +179,36 @@ def resolve_objective(
     cache_dir: str | None = None,
     threads: int | None = None,
 ) -> Objective:
-    """``"proxy"``, ``"full"``, ``"synthetic:slow,sleep=1"``, ``"pkg.mod:fn"`` or a callable."""
+    """``"proxy"``, ``"full"``, ``"synthetic:slow,sleep=1"``, ``"pkg.mod:fn"`` or a callable.
+
+    Bad specs and options are a one-line ObjectiveError: ``eval_seed`` an integer in 0..2^64-1,
+    ``threads`` an integer in 1..1024, ``config`` and ``cache_dir`` strings (synthetic options:
+    see ``strategies.synthetic``).
+    """
     if isinstance(spec, Objective):
         return spec
+    if eval_seed is not None and (isinstance(eval_seed, bool) or not isinstance(eval_seed, numbers.Integral)
+                                  or not 0 <= eval_seed < 2**64):
+        raise ObjectiveError(f"eval_seed must be an integer in 0..2^64-1, got {brief(eval_seed, 40)}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                or not 1 <= threads <= 1024):
+        raise ObjectiveError(f"threads must be an integer in 1..1024, got {brief(threads, 40)}")
+    if config is not None and not isinstance(config, str):
+        raise ObjectiveError(f"config must be a config name (str), got {brief(config, 40)}")
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise ObjectiveError(f"cache_dir must be a path, got {brief(cache_dir, 40)}")
     if callable(spec) and not isinstance(spec, str):
         name = getattr(spec, "__name__", None) or type(spec).__name__
         obj = _wrap_callable(spec, f"{getattr(spec, '__module__', '?')}:{name}", experiment_name(name))
         obj.spec = f"python:{name}"
         return obj
     if not isinstance(spec, str) or not spec.strip():
-        raise ObjectiveError(f"objective must be a callable or a spec string, got {spec!r}")
+        raise ObjectiveError(f"objective must be a callable or a spec string, got {brief(spec, 40)}")
     spec = spec.strip()
     head, sep, rest = spec.partition(":")
     if head in ("proxy", "full"):
         if sep:
-            raise ObjectiveError(f"--objective {head} takes no options (use --config), got {spec!r}")
+            raise ObjectiveError(f"--objective {head} takes no options (use --config), got {brief(spec, 60)}")
         return _evaluator(head == "full", config, eval_seed, cache_dir, threads)
     if head == "synthetic":
         from .synthetic import make_synthetic
@@ -203,16 +221,16 @@ def resolve_objective(
         return Objective(fn, canonical, experiment_name(canonical), metric=fn.metric)
     if not sep or not head or not rest:
         raise ObjectiveError(
-            f"unknown objective {spec!r}; expected proxy, full, synthetic[:NAME,key=value] or module:callable"
+            f"unknown objective {brief(spec, 60)}; expected proxy, full, synthetic[:NAME,key=value] or module:callable"
         )
     try:
         module = importlib.import_module(head)
     except Exception as e:  # ImportError, or the module itself raising on import
-        raise ObjectiveError(f"cannot import module {head!r} for --objective {spec}: {failure_reason(e)}") from None
+        raise ObjectiveError(one_line(f"cannot import module {brief(head, 60)} for --objective {spec}: {failure_reason(e)}", 300)) from None
     obj: Any = module
     for part in rest.split("."):
         if not hasattr(obj, part):
-            raise ObjectiveError(f"module {head!r} has no attribute {rest!r} (--objective {spec})")
+            raise ObjectiveError(one_line(f"module {brief(head, 60)} has no attribute {brief(rest, 60)} (--objective {spec})", 300))
         obj = getattr(obj, part)
     return _wrap_callable(obj, spec, experiment_name(spec))
 

@@ -23,11 +23,18 @@ Spec strings (``--objective synthetic:NAME,key=value``): ``structured`` (default
 ``slow`` (adds ``sleep`` seconds per call, default 0.5), ``failing`` (raises for a
 ``fail_rate`` fraction of cells, default 0.25, and returns NaN for a ``nan_rate`` fraction,
 default 0). Keys for all: ``seed`` (0), ``noise`` (0.0), ``branches`` (5).
+
+Options are checked when the objective is built, with the limits in the one-line
+ObjectiveError: ``seed`` an integer >= 0, ``branches`` an integer in 1..8 (the exact optimum
+enumerates all B! wirings: 8 takes seconds, 9 a minute), ``noise`` finite >= 0, ``sleep``
+finite in [0, 3600] seconds, ``fail_rate`` and ``nan_rate`` in [0, 1]; integers reject 2.9 and
+True, numbers NaN and infinity; unknown or repeated keys are errors.
 """
 from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -35,9 +42,29 @@ from functools import cached_property
 import numpy as np
 
 from dpc.genome import DEFAULT_BRANCHES, FEATURES, Branch, Genome
-from dpc.ops import GRIDS, NUM_OPS, OPS, RATES
+from dpc.ops import GRIDS, NUM_OPS, OPS, RATES, brief
+
+from .objectives import ObjectiveError
 
 F_INDEX = NUM_OPS  # row of v for "the input is the backbone features"
+MAX_SYNTHETIC_BRANCHES = 8
+MAX_SLEEP = 3600.0
+MAX_SEED = 2**64 - 1
+
+
+def _int_option(value: object, key: str, lo: int, hi: int, hi_text: str | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ObjectiveError(f"{key} must be an integer in {lo}..{hi_text or hi}, got {brief(value, 40)}")
+    return int(value)
+
+
+def _number_option(value: object, key: str, lo: float, hi: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ObjectiveError(f"{key} must be {what}, got {brief(value, 40)}")
+    x = float(value)
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise ObjectiveError(f"{key} must be {what}, got {brief(value, 40)}")
+    return x
 
 
 class SyntheticFailure(RuntimeError):
@@ -72,8 +99,7 @@ class StructuredObjective:
     metric: str = field(default="score", init=False)
 
     def __post_init__(self) -> None:
-        if self.noise < 0:
-            raise ValueError(f"noise must be >= 0, got {self.noise}")
+        self.check()
         rng = np.random.default_rng([int(self.seed), 7919])
         kind, coord = _op_coords()
         sep, pool = kind == 1, kind == 2
@@ -91,6 +117,12 @@ class StructuredObjective:
         v[:NUM_OPS][kind == 0] = 0.2 * u[None, :]  # after a 1x1 conv: a little of the op's own score
         v[F_INDEX] = np.where(sep, 0.3, 0.1)
         self.u, self.v = u, v
+
+    def check(self) -> None:
+        """Every option within its limits (ObjectiveError naming them otherwise)."""
+        self.seed = _int_option(self.seed, "seed", 0, MAX_SEED, "2^64-1")
+        self.branches = _int_option(self.branches, "branches", 1, MAX_SYNTHETIC_BRANCHES)
+        self.noise = _number_option(self.noise, "noise", 0.0, math.inf, "a finite number >= 0")
 
     def raw(self, genome: Genome) -> float:
         total = 0.0
@@ -158,6 +190,10 @@ class SlowObjective(StructuredObjective):
 
     sleep: float = 0.5
 
+    def check(self) -> None:
+        super().check()
+        self.sleep = _number_option(self.sleep, "sleep", 0.0, MAX_SLEEP, f"a number of seconds in [0, {MAX_SLEEP:g}]")
+
     def __call__(self, genome: Genome) -> float:
         time.sleep(self.sleep)
         return super().__call__(genome)
@@ -172,6 +208,11 @@ class FailingObjective(StructuredObjective):
 
     fail_rate: float = 0.25
     nan_rate: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        self.fail_rate = _number_option(self.fail_rate, "fail_rate", 0.0, 1.0, "a fraction in [0, 1]")
+        self.nan_rate = _number_option(self.nan_rate, "nan_rate", 0.0, 1.0, "a fraction in [0, 1]")
 
     def __call__(self, genome: Genome) -> float:
         x = int(genome.canonical_hash()[:8], 16) / 16**8
@@ -188,22 +229,46 @@ SYNTHETIC = {"structured": StructuredObjective, "slow": SlowObjective, "failing"
 _FIELD_TYPES = {"seed": int, "noise": float, "branches": int, "sleep": float, "fail_rate": float, "nan_rate": float}
 
 
-def make_synthetic(spec: str = "") -> StructuredObjective:
-    """``"slow,sleep=0.2,seed=1"`` -> SlowObjective(sleep=0.2, seed=1); ``""`` -> structured."""
+_INT_RE = re.compile(r"[+]?[0-9]{1,30}", re.ASCII)
+_FLOAT_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?", re.ASCII)
+
+
+def _option_value(key: str, text: str, name: str) -> int | float:
+    """``seed=3`` -> 3: ASCII decimal integers for integer options, plain decimal numbers for the others."""
+    t = text.strip()
+    kind = _FIELD_TYPES[key]
+    if kind is int:
+        if not _INT_RE.fullmatch(t):
+            raise ObjectiveError(f"bad value {brief(text, 40)} for {key} in synthetic:{name} (expected an integer)")
+        return int(t)
+    if not _FLOAT_RE.fullmatch(t):
+        raise ObjectiveError(f"bad value {brief(text, 40)} for {key} in synthetic:{name} (expected a finite decimal number)")
+    return float(t)
+
+
+def parse_synthetic(spec: str = "") -> tuple[str, dict[str, int | float]]:
+    """``"slow,sleep=0.2,seed=1"`` -> ``("slow", {"sleep": 0.2, "seed": 1})``, checked but not built:
+    unknown names and keys, repeated keys and malformed values are ObjectiveError."""
     name, *pairs = [part.strip() for part in spec.split(",")] if spec else ["structured"]
     name = name or "structured"
     if name not in SYNTHETIC:
-        raise ValueError(f"unknown synthetic objective {name!r}; known: {', '.join(SYNTHETIC)}")
+        raise ObjectiveError(f"unknown synthetic objective {brief(name, 40)}; known: {', '.join(SYNTHETIC)}")
     cls = SYNTHETIC[name]
     allowed = {f.name for f in cls.__dataclass_fields__.values() if f.init}
-    kwargs = {}
+    kwargs: dict[str, int | float] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or key not in allowed:
-            raise ValueError(f"bad option {pair!r} for synthetic:{name}; expected key=value with key in {', '.join(sorted(allowed))}")
-        try:
-            kwargs[key] = _FIELD_TYPES[key](value)
-        except ValueError:
-            raise ValueError(f"bad value {value!r} for {key} in synthetic:{name}") from None
-    return cls(**kwargs)
+            raise ObjectiveError(f"bad option {brief(pair, 40)} for synthetic:{name}; expected key=value with key in "
+                                 f"{', '.join(sorted(allowed))}")
+        if key in kwargs:
+            raise ObjectiveError(f"option {key} given twice in synthetic:{name}")
+        kwargs[key] = _option_value(key, value, name)
+    return name, kwargs
+
+
+def make_synthetic(spec: str = "") -> StructuredObjective:
+    """``"slow,sleep=0.2,seed=1"`` -> SlowObjective(sleep=0.2, seed=1); ``""`` -> structured."""
+    name, kwargs = parse_synthetic(spec)
+    return SYNTHETIC[name](**kwargs)
