@@ -6,12 +6,19 @@ With no other flag: the proxy evaluator on the embedded dataset (config ``cpu``,
 (experiment ``proxy-cpu`` etc.). Re-running the same command resumes the study up to the
 budget; ``--workers N`` runs N processes; ``--storage postgresql://...`` shares a study
 between machines. At the end it prints the best cell and writes it as DeepLab JSON.
+
+Every flag is checked before the search starts (``parse_args``), with the limits in the
+one-line error: ASCII integers and finite decimal numbers within the bounds below, names of
+experiments and studies matching NAME_PATTERN, an ``--out-dir`` that is a writable directory or
+can be created, and synthetic objective options (``strategies.synthetic``).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -22,9 +29,19 @@ from typing import Any, Callable, NoReturn
 
 from optuna.trial import TrialState
 
+from dpc.genome import MAX_BRANCHES
+from dpc.ops import brief
+
 from .registry import STRATEGIES
 
 PROG = "python -m strategies.run"
+MAX_COUNT = 1_000_000_000  # budget, top-k, population, tournament, startup trials, failures in a row
+MAX_SEED = 2**64 - 1
+MAX_WORKERS = 1024  # also threads, and worker indices below it
+MAX_RETRY = 1000
+MAX_HEARTBEAT = 3600.0  # seconds; also the most --poll
+MAX_GRACE = 7 * 24 * 3600.0  # seconds (7 days)
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # --experiment and --study (no '..' either)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,8 +51,29 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see --help)\n")
 
 
-def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
-    """An argparse type: convert, then check, with one message for both failures."""
+_INT_RE = re.compile(r"\s*[+-]?[0-9]{1,30}\s*", re.ASCII)
+_FLOAT_RE = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?\s*", re.ASCII)
+
+
+def ascii_int(text: str) -> int:
+    """int() of ASCII decimal digits only (int() itself takes '١٢' and '1_0'); else ValueError."""
+    if not _INT_RE.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
+
+
+def finite_float(text: str) -> float:
+    """float() of a plain ASCII decimal number that is finite (no 'nan', 'inf', '1e999'); else ValueError."""
+    if not _FLOAT_RE.fullmatch(text):
+        raise ValueError(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str, limits: str = "") -> Callable[[str], Any]:
+    """An argparse type: convert, then check, with one message (naming the limits) for both failures."""
 
     def parse(text: str) -> Any:
         try:
@@ -43,16 +81,65 @@ def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: 
         except ValueError:
             value = None
         if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {brief(text, 40)}" + (f" ({limits})" if limits else ""))
         return value
 
     return parse
 
 
-positive_int = checked(int, lambda v: v >= 1, "a positive integer")
-nonneg_int = checked(int, lambda v: v >= 0, "a non-negative integer")
-positive_float = checked(float, lambda v: v > 0, "a positive number")
-probability = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
+def int_in(lo: int, hi: int, expected: str, hi_text: str | None = None) -> Callable[[str], int]:
+    return checked(ascii_int, lambda v: lo <= v <= hi, expected, f"limits {lo}..{hi_text or f'{hi:,}'}")
+
+
+def seconds(hi: float, expected: str, limits: str) -> Callable[[str], float]:
+    return checked(finite_float, lambda v: 0 < v <= hi, expected, limits)
+
+
+positive_int = int_in(1, MAX_COUNT, "a positive integer")
+nonneg_int = int_in(0, MAX_COUNT, "a non-negative integer")
+seed_int = int_in(0, MAX_SEED, "a non-negative integer", "2^64-1")
+workers_int = int_in(1, MAX_WORKERS, "a positive integer")
+worker_index = int_in(0, MAX_WORKERS - 1, "a non-negative integer")
+retry_int = int_in(0, MAX_RETRY, "a non-negative integer")
+branches_int = int_in(1, MAX_BRANCHES, "a positive integer")
+positive_float = seconds(MAX_HEARTBEAT, "a positive number of seconds", f"limits: > 0 and <= {MAX_HEARTBEAT:g} s")
+heartbeat_seconds = positive_float
+grace_seconds = seconds(MAX_GRACE, "a positive number of seconds", f"limits: > --heartbeat and <= {MAX_GRACE:g} s, 7 days")
+probability = checked(finite_float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
+
+
+def safe_name(text: str) -> str:
+    """--experiment / --study: a file-name-safe word (it names files under --out-dir)."""
+    if not re.fullmatch(NAME_PATTERN, text, re.ASCII) or ".." in text:
+        raise argparse.ArgumentTypeError(
+            f"expected a name matching {NAME_PATTERN} without '..' (letters, digits, '.', '_', '-'; no path "
+            f"separators), got {brief(text, 40)}")
+    return text
+
+
+def out_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot hold the run's files (None if it can): it must be a writable
+    directory, or not exist yet under a writable directory. Checked, not created."""
+    if "\0" in path:
+        return f"--out-dir {brief(path, 60)} contains a NUL character"
+    p = Path(path or ".")
+    try:
+        if p.exists():
+            if not p.is_dir():
+                return f"--out-dir {brief(path, 60)} exists and is not a directory"
+            if not os.access(p, os.W_OK | os.X_OK):
+                return f"--out-dir {brief(path, 60)} is not writable"
+            return None
+        parent = p.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"--out-dir {brief(path, 60)} cannot be created: {brief(str(parent), 60)} is not a directory"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"--out-dir {brief(path, 60)} cannot be created: {brief(str(parent), 60)} is not writable"
+    except OSError as e:  # a name too long, a symlink loop, ...
+        return f"--out-dir {brief(path, 60)}: {e.strerror or e}"
+    return None
 
 
 def build_parser() -> OneLineParser:
@@ -70,17 +157,17 @@ def build_parser() -> OneLineParser:
     p.add_argument("--strategy", required=True, choices=list(STRATEGIES), help="search strategy")
     p.add_argument("--budget", type=positive_int, help="trials to run in the study, failed evaluations included "
                    "(default: the proxy config's default_budget, 16 for cpu; 100 for other objectives)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
     p.add_argument("--objective", default="proxy", help="proxy | full | synthetic[:NAME,key=value,...] | module:callable (default proxy)")
     p.add_argument("--config", help="evaluator config: test | cpu | paper (default: paper on CUDA, else cpu)")
-    p.add_argument("--experiment", help="experiment name (default from the objective, e.g. proxy-cpu)")
-    p.add_argument("--study", help="study name (default {experiment}-{strategy}-seed{seed})")
+    p.add_argument("--experiment", type=safe_name, help="experiment name (default from the objective, e.g. proxy-cpu)")
+    p.add_argument("--study", type=safe_name, help="study name (default {experiment}-{strategy}-seed{seed})")
     p.add_argument("--storage", help="journal file path or Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default runs/{experiment}.journal)")
-    p.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--workers", type=workers_int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--dedupe", action="store_true", help="reuse the value of an already evaluated equivalent cell")
-    p.add_argument("--branches", type=positive_int, default=5, help="branches per cell (default 5, the paper's)")
-    p.add_argument("--eval-seed", type=nonneg_int, help="training seed for every evaluation (default: the config's)")
+    p.add_argument("--branches", type=branches_int, default=5, help="branches per cell (default 5, the paper's)")
+    p.add_argument("--eval-seed", type=seed_int, help="training seed for every evaluation (default: the config's)")
     p.add_argument("--cache-dir", help="dataset/feature cache directory of the evaluator")
     p.add_argument("--out-dir", default="runs", help="where the default journal and best_cell.json go (default runs)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -91,15 +178,37 @@ def build_parser() -> OneLineParser:
     s.add_argument("--tournament", type=positive_int, help="evolution: tournament size S (default ceil(P/4), >= 2)")
     s.add_argument("--tpe-startup", type=nonneg_int, help="tpe: random trials before TPE (default 10, Optuna's)")
     f = p.add_argument_group("faults")
-    f.add_argument("--heartbeat", type=positive_float, default=10.0, help="seconds between trial heartbeats (default 10)")
-    f.add_argument("--grace", type=positive_float, default=60.0, help="seconds without heartbeat before a trial is re-run (default 60)")
-    f.add_argument("--max-retry", type=nonneg_int, default=2, help="re-runs of a cell whose worker died (default 2)")
+    f.add_argument("--heartbeat", type=heartbeat_seconds, default=10.0, help="seconds between trial heartbeats (default 10)")
+    f.add_argument("--grace", type=grace_seconds, default=60.0, help="seconds without heartbeat before a trial is re-run (default 60)")
+    f.add_argument("--max-retry", type=retry_int, default=2, help="re-runs of a cell whose worker died (default 2)")
     f.add_argument("--max-consecutive-failures", type=positive_int, default=10,
                    help="stop a worker after this many failed evaluations in a row (default 10)")
-    p.add_argument("--worker-index", type=nonneg_int, help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=worker_index, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=workers_int, help=argparse.SUPPRESS)
     p.add_argument("--poll", type=positive_float, default=1.0, help=argparse.SUPPRESS)
     return p
+
+
+def parse_args(argv: list[str], parser: OneLineParser | None = None) -> argparse.Namespace:
+    """Parse and check every flag without searching: a bad one exits with status 2 and one line
+    ``python -m strategies.run: error: ...`` naming the limits."""
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    if args.grace <= args.heartbeat:
+        parser.error(f"need grace > heartbeat, got --grace {args.grace:g} and --heartbeat {args.heartbeat:g}")
+    if args.worker_index is None:  # workers write no file of their own; the parent checked the folder
+        problem = out_dir_problem(args.out_dir)
+        if problem:
+            parser.error(problem)
+    head, _, rest = str(args.objective).strip().partition(":")
+    if head == "synthetic":
+        from .synthetic import make_synthetic
+
+        try:
+            make_synthetic(rest)  # milliseconds: the optimum is only computed when first asked for
+        except ValueError as e:  # ObjectiveError
+            parser.error(f"--objective: {e}")
+    return args
 
 
 def explicit_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,8 +280,12 @@ def summary(result, out_dir: str, elapsed: float) -> tuple[list[str], int]:
         lines.append(f"{'params':<10} {int(t.user_attrs['params']):,}")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in result.study.study_name)
     path = Path(out_dir) / safe / "best_cell.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(genome.to_json() + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(genome.to_json() + "\n")
+    except OSError as e:  # the folder was checked before the search; it may have changed since
+        lines.append(f"{PROG}: error: cannot write {path}: {e.strerror or e} (the study holds every result)")
+        return lines, 1
     lines.append(f"{'json':<10} {path}")
     return lines, 0
 
@@ -195,7 +308,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv, parser)
     worker = args.worker_index is not None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import optuna
