@@ -51,10 +51,12 @@ def open_storage(spec: str | Path | BaseStorage, create: bool = False) -> BaseSt
     path = Path(text)
     if not create and not path.is_file():
         raise AnalysisError(f"storage file {text!r} not found")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from strategies.storage import StorageError, open_storage as open_worker_storage
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    try:  # the workers' crash-safe journal: a damaged tail is set aside, not a traceback
+        return open_worker_storage(path).storage
+    except StorageError as e:
+        raise AnalysisError(str(e)) from None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .base import check_seed
 from .interrupts import deferred_interrupts
 from .objectives import Objective, resolve_objective
 from .registry import get_strategy, strategy_params as default_params
-from .storage import StorageHandle, open_storage
+from .storage import StorageHandle, in_memory, open_storage
 from .study import BudgetStatus, WorkerSettings, budget_status, open_study, run_worker
 from . import workers as _workers
 
@@ -95,8 +95,11 @@ def search(
     explicit = {k: v for k, v in dict(strategy_params or {}).items() if v is not None}
     params = default_params(strategy, budget, explicit)
     get_strategy(strategy).sampler(seed=seed, branches=branches, **params)  # validate before touching storage
-    if workers > 1 and (storage is None or obj.spec.startswith("python:")):
-        raise ValueError("workers > 1 needs an objective spec string and a persistent storage (journal file or URL)")
+    if workers > 1 and obj.spec.startswith("python:"):
+        raise ValueError("workers > 1 needs an objective spec string (the workers are processes that rebuild it)")
+    if workers > 1 and in_memory(storage):
+        raise ValueError(f"workers > 1 needs a storage every worker process can open (a journal file or a database "
+                         f"URL); {storage or 'in memory'!s} is private to one process, so their results would be lost")
     experiment = experiment or obj.name
     name = study_name or default_study_name(experiment, strategy, seed)
     handle = open_storage(storage)

@@ -9,10 +9,12 @@ start another trial (count, ask, fail-and-requeue stale trials), so several work
 start more trials than the budget allows. It is held for milliseconds per trial:
 
 - journal file / SQLite: ``fcntl.flock`` on a sidecar file ``<path>.dpc-lock``
-  (one machine; the kernel releases it when a process dies, even by SIGKILL);
+  (one machine; the kernel releases it when a process dies, even by SIGKILL); journal files
+  are written through ``strategies.journal`` (crash-safe appends, a checked tail);
 - PostgreSQL: a transaction-scoped advisory lock keyed by the study name, so workers on
   several machines share it (released when a worker's connection drops);
-- in memory: a thread lock; any other URL: a process-local lock, with a warning that
+- in memory (also ``sqlite:///:memory:``, private to one process): a thread lock, and
+  ``persistent`` is False, so several workers are refused; any other URL: a process-local lock, with a warning that
   concurrent workers may overshoot the budget by up to (workers - 1) trials.
 """
 from __future__ import annotations
@@ -31,11 +33,11 @@ from typing import Callable, ContextManager, Iterator
 import optuna
 from optuna.storages import BaseStorage
 
+from .journal import SafeJournalBackend, StorageError, os_error_text
+
+__all__ = ["StorageError", "StorageHandle", "open_storage", "file_lock", "redact"]
+
 log = logging.getLogger(__name__)
-
-
-class StorageError(RuntimeError):
-    """A storage that cannot be opened; the message is one line."""
 
 
 @dataclass
@@ -62,7 +64,11 @@ def _first_line(e: BaseException) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: str) -> Iterator[None]:
-    with open(path, "a") as f:
+    try:
+        f = open(path, "a")
+    except OSError as e:
+        raise StorageError(f"cannot create lock file {path}: {os_error_text(e)}") from None
+    with f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -98,6 +104,12 @@ def _thread_lock() -> Callable[[str], ContextManager]:
     return lock
 
 
+def in_memory(spec: str | os.PathLike | None) -> bool:
+    """Specs whose data lives in one process only (lost at exit, invisible to other workers)."""
+    text = "" if spec is None else str(spec).strip()
+    return text in ("", ":memory:") or bool(re.fullmatch(r"sqlite(\+\w+)?:///?(:memory:)?(\?.*)?", text, re.IGNORECASE))
+
+
 def open_storage(spec: str | os.PathLike | None) -> StorageHandle:
     """Open (creating if needed) the storage a spec names; one-line ``StorageError`` if not."""
     if spec is None or str(spec) in ("", ":memory:"):
@@ -106,12 +118,16 @@ def open_storage(spec: str | os.PathLike | None) -> StorageHandle:
     if "://" in text:
         return _open_rdb(text)
     path = Path(text).expanduser()
+    if path.is_dir():
+        raise StorageError(f"cannot open journal file {text!r}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from optuna.storages.journal import JournalStorage
 
-        storage = JournalStorage(JournalFileBackend(str(path)))
-    except (OSError, ValueError) as e:
+        storage = JournalStorage(SafeJournalBackend(path))
+    except OSError as e:
+        raise StorageError(f"cannot open journal file {text!r}: {os_error_text(e)}") from None
+    except ValueError as e:
         raise StorageError(f"cannot open journal file {text!r}: {_first_line(e)}") from None
     lock_path = str(path) + ".dpc-lock"
     return StorageHandle(storage, str(path), lambda _name: file_lock(lock_path), persistent=True)
@@ -139,17 +155,71 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+INIT_LOCK_KEY = advisory_key("storage-init")
+
+
+@contextlib.contextmanager
+def _init_lock(url: str) -> Iterator[None]:
+    """Serialise table creation among workers that start together on a new database.
+
+    Optuna's RDBStorage creates its tables on open; two processes doing it at once on an empty
+    PostgreSQL database collide (``duplicate key value violates unique constraint
+    "pg_type_typname_nsp_index"``). PostgreSQL: a session advisory lock; MySQL: GET_LOCK;
+    SQLite: a file lock next to the database. Released when the connection closes, also on a kill.
+    """
+    scheme = url.split("://", 1)[0].lower()
+    if scheme.startswith("sqlite"):
+        db = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+        if not db or db == ":memory:":
+            yield
+            return
+        with file_lock(db + ".dpc-init-lock"):
+            yield
+        return
+    if not (scheme.startswith("postgres") or scheme.startswith("mysql")):
+        yield
+        return
+    import sqlalchemy
+    from sqlalchemy import text
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            if scheme.startswith("postgres"):
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": INIT_LOCK_KEY})
+            else:
+                conn.execute(text("SELECT GET_LOCK('dpc-nas-storage-init', 120)"))
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    if scheme.startswith("postgres"):
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": INIT_LOCK_KEY})
+                    else:
+                        conn.execute(text("SELECT RELEASE_LOCK('dpc-nas-storage-init')"))
+                    conn.commit()
+    finally:
+        engine.dispose()
+
+
 def _open_rdb(url: str) -> StorageHandle:
     scheme = url.split("://", 1)[0].lower()
     engine_kwargs = {} if scheme.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        storage = optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=engine_kwargs)
+        with _init_lock(url):
+            storage = optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=engine_kwargs)
+    except StorageError:
+        raise
     except ImportError:
         hint = " (pip install 'dpc-nas[postgres]', i.e. psycopg2-binary)" if scheme.startswith("postgres") else ""
         raise StorageError(f"cannot open storage {redact(url)}: no database driver for {scheme}{hint}") from None
     except Exception as e:  # sqlalchemy errors: bad URL, refused connection, auth
         raise StorageError(f"cannot open storage {redact(url)}: {_first_line(e)}") from None
-    if scheme.startswith("postgres"):
+    if in_memory(url):
+        lock = _thread_lock()
+    elif scheme.startswith("postgres"):
         lock = _pg_lock(storage.engine)
     elif scheme.startswith("sqlite"):
         db = url.split(":///", 1)[1] if ":///" in url else ""
@@ -162,4 +232,4 @@ def _open_rdb(url: str) -> StorageHandle:
             scheme,
         )
         lock = _thread_lock()
-    return StorageHandle(storage, url, lock, persistent=True)
+    return StorageHandle(storage, url, lock, persistent=not in_memory(url))

@@ -23,6 +23,7 @@ number or None), every key of the objective's ``result.to_dict()`` (proxy: ``mio
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -34,16 +35,19 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from dpc.genome import Genome
 
-from .base import FIXED_PARAMS_KEY
-from .heartbeat import Heartbeat, claim, stale_reason
+from .heartbeat import BEAT_KEY, OWNER_KEY, Heartbeat, claim, owner_record, stale_reason
 from .interrupts import deferred_interrupts
 from .objectives import EvaluationFailure, Objective, failure_reason, one_line
+from .optuna_adapter import FIXED_PARAMS_KEY, pop_waiting, start_trial, storage_of, trial_id
 from .space import search_space
-from .storage import StorageHandle
+from .storage import StorageError, StorageHandle
 
 log = logging.getLogger(__name__)
 
 RETRIES_KEY = "dpc:retries"
+MAX_BUDGET = 10_000_000
+MAX_HEARTBEAT_S = 3600.0  # also the longest poll
+MAX_GRACE_S = 7 * 86400.0
 REQUEUED_KINDS = ("stale", "interrupted")
 STUDY_KEYS = ("strategy", "seed", "objective", "config", "branches")
 ZERO_COST_KEYS = ("train_seconds", "eval_seconds")
@@ -122,7 +126,9 @@ def open_study(
     if study.direction != StudyDirection.MAXIMIZE:
         raise SearchError(f"study {name!r} in {handle.display} minimises; dpc-nas studies maximise")
     stored = study.user_attrs
-    if "strategy" not in stored:  # new study (or one created by a worker that died at once)
+    if "strategy_params" not in stored:
+        # New, or its creation was cut short (a kill between its first writes): write every
+        # attribute again. ``strategy_params`` goes last, so its presence means "complete".
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         study.set_user_attr("strategy_params", dict(strategy_params))
@@ -147,49 +153,61 @@ def open_study(
 
 
 # -- stale and interrupted trials ----------------------------------------------------------------------
-def requeue(study: Study, trial: FrozenTrial, kind: str, reason: str, max_retry: int) -> int | None:
-    """Fail a trial whose worker is gone and enqueue its params again (call under the lock).
+def requeue(study: Study, trial: FrozenTrial, kind: str, reason: str, max_retry: int) -> bool:
+    """Fail a trial whose worker is gone (kind "stale") or was interrupted; call under the lock.
 
-    Returns the number of the re-run trial, or None when the cell was given up on (it then
-    counts as a failed evaluation) or another worker already finished the trial.
+    The cell is then *pending*: the next worker to start a trial re-runs it (``pending_reruns``)
+    in the same write that starts the re-run. A worker that died counts as one retry of the
+    cell; after ``max_retry`` of them the cell counts as a failed evaluation. Interruptions
+    (Ctrl-C, SIGTERM) never count. Returns False if the trial was finished meanwhile, or given up.
     """
-    storage = study._storage
+    storage = storage_of(study)
     retries = int(trial.system_attrs.get(RETRIES_KEY, 0))
-    give_up = retries >= max_retry
+    give_up = kind == "stale" and retries >= max_retry
     try:
         if give_up:
-            storage.set_trial_user_attr(trial._trial_id, "failure_reason", one_line(f"{reason}; given up after {retries} re-runs"))
-            storage.set_trial_user_attr(trial._trial_id, "failure_kind", "error")
+            storage.set_trial_user_attr(trial_id(trial), "failure_reason", one_line(f"{reason}; given up after {retries} re-runs"))
+            storage.set_trial_user_attr(trial_id(trial), "failure_kind", "error")
         else:
-            storage.set_trial_user_attr(trial._trial_id, "failure_reason", one_line(reason))
-            storage.set_trial_user_attr(trial._trial_id, "failure_kind", kind)
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            return None
+            storage.set_trial_user_attr(trial_id(trial), "failure_reason", one_line(reason))
+            storage.set_trial_user_attr(trial_id(trial), "failure_kind", kind)
+        if not storage.set_trial_state_values(trial_id(trial), TrialState.FAIL):
+            return False
     except UpdateFinishedTrialError:
-        return None
+        return False
     if give_up:
         log.warning("trial %d: %s; given up after %d re-runs", trial.number, reason, retries)
-        return None
+        return False
     if not trial.params:  # died before its cell was drawn: nothing to re-run, the slot is free
         log.warning("trial %d: %s (before drawing a cell)", trial.number, reason)
-        return None
+        return False
+    log.warning("trial %d: %s; its cell will be re-run", trial.number, reason)
+    return True
+
+
+def pending_reruns(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Failed-by-their-worker trials whose cell has not been re-run yet, oldest first."""
+    rerun = {t.user_attrs.get("retry_of") for t in trials}
+    return [
+        t for t in trials
+        if t.state == TrialState.FAIL and t.params and t.number not in rerun
+        and t.user_attrs.get("failure_kind") in REQUEUED_KINDS
+    ]
+
+
+def start_rerun(study: Study, failed: FrozenTrial, space) -> Trial:
+    """Start the re-run of a pending cell, owner and heartbeat included, in one write."""
+    retries = int(failed.system_attrs.get(RETRIES_KEY, 0)) + (failed.user_attrs.get("failure_kind") == "stale")
     keep = ("origin", "parent", "tournament")
-    user_attrs = {k: trial.user_attrs[k] for k in keep if k in trial.user_attrs}
-    user_attrs["retry_of"] = trial.number
-    template = optuna.trial.create_trial(
-        state=TrialState.WAITING,
-        params=trial.params,
-        distributions=trial.distributions,
-        user_attrs=user_attrs,
-        system_attrs={FIXED_PARAMS_KEY: dict(trial.params), RETRIES_KEY: retries + 1},
-    )
-    number = storage.get_trial(storage.create_new_trial(study._study_id, template_trial=template)).number
-    log.warning("trial %d: %s; its cell is re-run as trial %d", trial.number, reason, number)
-    return number
+    user_attrs = {k: failed.user_attrs[k] for k in keep if k in failed.user_attrs}
+    user_attrs["retry_of"] = failed.number
+    system_attrs = {FIXED_PARAMS_KEY: dict(failed.params), RETRIES_KEY: retries,
+                    OWNER_KEY: owner_record(), BEAT_KEY: time.time()}
+    return start_trial(study, space, params=failed.params, user_attrs=user_attrs, system_attrs=system_attrs)
 
 
 def requeue_stale(study: Study, trials: list[FrozenTrial], grace: float, max_retry: int) -> list[int]:
-    """Requeue every RUNNING trial whose worker is gone; returns their numbers."""
+    """Fail every RUNNING trial whose worker is gone; returns their numbers."""
     now = time.time()
     handled = []
     for t in trials:
@@ -213,12 +231,16 @@ class WorkerSettings:
     max_consecutive_failures: int = 10  # stop a worker whose objective keeps failing
 
     def __post_init__(self) -> None:
-        if self.budget < 1:
-            raise ValueError(f"budget must be >= 1, got {self.budget}")
-        if self.heartbeat <= 0 or self.grace <= self.heartbeat:
-            raise ValueError(f"need heartbeat > 0 and grace > heartbeat, got {self.heartbeat} and {self.grace}")
-        if self.max_retry < 0 or self.max_consecutive_failures < 1:
-            raise ValueError("need max_retry >= 0 and max_consecutive_failures >= 1")
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or not 1 <= self.budget <= MAX_BUDGET:
+            raise ValueError(f"budget must be an integer in [1, {MAX_BUDGET}], got {self.budget!r}")
+        for name, high in (("heartbeat", MAX_HEARTBEAT_S), ("grace", MAX_GRACE_S), ("poll", MAX_HEARTBEAT_S)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= high):
+                raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {value!r}")
+        if self.grace <= self.heartbeat:
+            raise ValueError(f"grace ({self.grace:g} s) must be longer than heartbeat ({self.heartbeat:g} s)")
+        if not 0 <= self.max_retry <= 1000 or not 1 <= self.max_consecutive_failures <= MAX_BUDGET:
+            raise ValueError(f"need max_retry in [0, 1000] and max_consecutive_failures in [1, {MAX_BUDGET}]")
 
 
 def find_equivalent(study: Study, genome_hash: str, number: int) -> FrozenTrial | None:
@@ -231,7 +253,24 @@ def find_equivalent(study: Study, genome_hash: str, number: int) -> FrozenTrial 
 
 def _set_attrs(study: Study, trial: Trial, attrs: Mapping[str, Any]) -> None:
     for key, value in attrs.items():
-        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        storage_of(study).set_trial_user_attr(trial_id(trial), key, value)
+
+
+def storage_failure(e: BaseException) -> StorageError | None:
+    """A storage write that failed (full or read-only disk, lost database) as one line."""
+    if isinstance(e, StorageError):
+        return e
+    if isinstance(e, OSError):
+        from .journal import os_error_text
+
+        return StorageError(f"storage write failed: {os_error_text(e)}")
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover - optuna depends on sqlalchemy
+        return None
+    if isinstance(e, SQLAlchemyError):
+        return StorageError(f"storage write failed: {failure_reason(e)}")
+    return None
 
 
 def run_trial(study: Study, trial: Trial, objective: Objective, settings: WorkerSettings, heartbeat: bool) -> tuple[str, str | None]:
@@ -257,7 +296,7 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Worker
                     log.debug("trial %d: report(%s, %s) failed: %s", trial.number, step, value, e)
 
             if heartbeat:
-                with Heartbeat(study._storage, trial._trial_id, settings.heartbeat):
+                with Heartbeat(storage_of(study), trial_id(trial), settings.heartbeat):
                     outcome = objective.evaluate(genome, callback=report)
             else:
                 outcome = objective.evaluate(genome, callback=report)
@@ -269,7 +308,17 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Worker
     except Exception as e:  # the objective's own errors are the trial's, not the study's
         log.debug("trial %d failed", trial.number, exc_info=True)
         return _fail(study, trial, failure_reason(e))
-    if not _finish(study, trial, attrs, value=value):
+    try:
+        finished = _finish(study, trial, attrs, value=value)
+    except Exception as e:
+        err = storage_failure(e)
+        if err is None:
+            raise
+        raise StorageError(
+            f"{err}; trial {trial.number} ({genome}, value {value:.4f}) was not recorded: "
+            "re-run the same command when storage is writable (that cell is evaluated again)"
+        ) from None
+    if not finished:
         log.warning("trial %d was failed as stale by another worker while it ran (grace too short?); its re-run replaces it", trial.number)
         return "LOST", None
     return "COMPLETE", None
@@ -296,6 +345,23 @@ def _fail(study: Study, trial: Trial, reason: str) -> tuple[str, str | None]:
 
 
 # -- the worker loop -------------------------------------------------------------------------------
+def start_next(study: Study, space, trials: list[FrozenTrial], owned: bool) -> Trial:
+    """Start the next trial (call under the lock): a pending re-run, an enqueued cell, or a
+    new draw of the sampler. Re-runs and draws carry their owner in the write that creates
+    them, so a worker killed at any instant is found at once; enqueued (WAITING) trials are
+    Optuna's and need a second write, made before the lock is released."""
+    pending = pending_reruns(trials)
+    if pending:
+        return start_rerun(study, pending[0], space)
+    trial = pop_waiting(study, space)
+    if trial is not None:
+        if owned:
+            claim(storage_of(study), trial_id(trial))
+        return trial
+    system_attrs = {OWNER_KEY: owner_record(), BEAT_KEY: time.time()} if owned else {}
+    return start_trial(study, space, system_attrs=system_attrs)
+
+
 @dataclass
 class WorkerStats:
     started: int = 0
@@ -331,9 +397,7 @@ def run_worker(
                         trials = study.get_trials(deepcopy=False)
                 status = BudgetStatus.of(trials)
                 if status.used + status.running < settings.budget:
-                    trial = study.ask(space)
-                    if handle.persistent:
-                        claim(study._storage, trial._trial_id)
+                    trial = start_next(study, space, trials, owned=handle.persistent)
             if on_progress is not None:
                 on_progress(status)
             if trial is None:
@@ -346,10 +410,17 @@ def run_worker(
         except KeyboardInterrupt:
             if trial is not None:
                 with deferred_interrupts(), lock():
-                    frozen = study._storage.get_trial(trial._trial_id)
+                    frozen = storage_of(study).get_trial(trial_id(trial))
                     if frozen.state == TrialState.RUNNING:
                         requeue(study, frozen, "interrupted", "interrupted (KeyboardInterrupt/SIGTERM)", settings.max_retry)
             raise
+        except (SearchError, StorageError):
+            raise
+        except Exception as e:
+            err = storage_failure(e)
+            if err is None:
+                raise
+            raise err from None
         if state == "COMPLETE":
             stats.complete += 1
             in_a_row = 0

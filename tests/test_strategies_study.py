@@ -15,7 +15,7 @@ from dpc.genome import Genome
 from strategies import SearchError, search
 from strategies.heartbeat import BEAT_KEY, OWNER_KEY, host_id, owner_record, stale_reason
 from strategies.storage import StorageError, open_storage, redact
-from strategies.study import BudgetStatus, requeue_stale
+from strategies.study import BudgetStatus, pending_reruns, requeue_stale, start_rerun
 from strategies.synthetic import FailingObjective, StructuredObjective
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -168,16 +168,21 @@ def test_stale_detection_dead_local_process_and_missing_heartbeat():
         assert trials[old.number].state == TrialState.FAIL
         assert trials[old.number].user_attrs["failure_kind"] == "stale"
         assert trials[old.number].user_attrs["failure_reason"].startswith("stale: ")
-        rerun = [t for t in trials if t.user_attrs.get("retry_of") == old.number]
-        assert len(rerun) == 1 and rerun[0].state == TrialState.WAITING and rerun[0].params == old.params
+    assert [t.number for t in pending_reruns(trials)] == [t_dead.number, t_remote_old.number]
     status = BudgetStatus.of(trials)
-    assert (status.used, status.requeued, status.running, status.waiting) == (0, 2, 2, 2)
+    assert (status.used, status.requeued, status.running, status.waiting) == (0, 2, 2, 0)
+
+    # The re-run is started with its owner, params and retry count in one write.
+    rerun = start_rerun(study, trials[t_dead.number], dict(trials[t_dead.number].distributions))
+    frozen = study._storage.get_trial(rerun._trial_id)
+    assert frozen.state == TrialState.RUNNING and frozen.params == t_dead.params
+    assert frozen.user_attrs["retry_of"] == t_dead.number and frozen.system_attrs[OWNER_KEY]["pid"] == os.getpid()
+    assert [t.number for t in pending_reruns(study.get_trials(deepcopy=False))] == [t_remote_old.number]
 
     # A re-run whose worker dies again, beyond max_retry, counts as a failed evaluation.
-    popped = study.ask()
-    study._storage.set_trial_system_attr(popped._trial_id, OWNER_KEY, {**mine, "pid": dead.pid, "start": None})
+    study._storage.set_trial_system_attr(rerun._trial_id, OWNER_KEY, {**mine, "pid": dead.pid, "start": None})
     requeue_stale(study, study.get_trials(deepcopy=False), grace=60, max_retry=1)
-    gone = study._storage.get_trial(popped._trial_id)
+    gone = study._storage.get_trial(rerun._trial_id)
     assert gone.state == TrialState.FAIL and gone.user_attrs["failure_kind"] == "error"
     assert "given up after 1 re-runs" in gone.user_attrs["failure_reason"]
 
@@ -219,5 +224,7 @@ def test_a_worker_declared_stale_loses_its_result_quietly(tmp_path):
     trial = study.ask(search_space())  # and a trial failed before it even started
     requeue(study, study._storage.get_trial(trial._trial_id), "stale", "stale: test", max_retry=9)
     assert run_trial(study, trial, resolve_objective(OBJ), WorkerSettings(budget=5), heartbeat=False)[0] == "LOST"
-    status = BudgetStatus.of(study.get_trials(deepcopy=False))
-    assert (status.used, status.requeued, status.waiting) == (0, 4, 1)  # each ask popped the previous re-run
+    trials = study.get_trials(deepcopy=False)
+    status = BudgetStatus.of(trials)
+    assert (status.used, status.requeued, status.waiting) == (0, 4, 0)
+    assert len(pending_reruns(trials)) == 4  # every cell is re-run by the next worker to start a trial
