@@ -108,13 +108,12 @@ grace_seconds = seconds(MAX_GRACE, "a positive number of seconds", f"limits: > -
 probability = checked(finite_float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
-def safe_name(text: str) -> str:
+def name_problem(text: str, flag: str) -> str | None:
     """--experiment / --study: a file-name-safe word (it names files under --out-dir)."""
     if not re.fullmatch(NAME_PATTERN, text, re.ASCII) or ".." in text:
-        raise argparse.ArgumentTypeError(
-            f"expected a name matching {NAME_PATTERN} without '..' (letters, digits, '.', '_', '-'; no path "
-            f"separators), got {brief(text, 40)}")
-    return text
+        return (f"argument {flag}: expected a name matching {NAME_PATTERN} without '..' (letters, digits, '.', '_', "
+                f"'-'; no path separators), got {brief(text, 40)}")
+    return None
 
 
 def out_dir_problem(path: str) -> str | None:
@@ -160,8 +159,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
     p.add_argument("--objective", default="proxy", help="proxy | full | synthetic[:NAME,key=value,...] | module:callable (default proxy)")
     p.add_argument("--config", help="evaluator config: test | cpu | paper (default: paper on CUDA, else cpu)")
-    p.add_argument("--experiment", type=safe_name, help="experiment name (default from the objective, e.g. proxy-cpu)")
-    p.add_argument("--study", type=safe_name, help="study name (default {experiment}-{strategy}-seed{seed})")
+    p.add_argument("--experiment", help="experiment name (default from the objective, e.g. proxy-cpu)")
+    p.add_argument("--study", help="study name (default {experiment}-{strategy}-seed{seed})")
     p.add_argument("--storage", help="journal file path or Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default runs/{experiment}.journal)")
     p.add_argument("--workers", type=workers_int, default=1, help="worker processes on this machine (default 1)")
@@ -196,10 +195,12 @@ def parse_args(argv: list[str], parser: OneLineParser | None = None) -> argparse
     args = parser.parse_args(argv)
     if args.grace <= args.heartbeat:
         parser.error(f"need grace > heartbeat, got --grace {args.grace:g} and --heartbeat {args.heartbeat:g}")
-    if args.worker_index is None:  # workers write no file of their own; the parent checked the folder
-        problem = out_dir_problem(args.out_dir)
-        if problem:
-            parser.error(problem)
+    if args.worker_index is None:  # a worker's names and folder come from its parent (CLI or API)
+        for problem in (name_problem(args.experiment, "--experiment") if args.experiment is not None else None,
+                        name_problem(args.study, "--study") if args.study is not None else None,
+                        out_dir_problem(args.out_dir)):
+            if problem:
+                parser.error(problem)
     head, _, rest = str(args.objective).strip().partition(":")
     if head == "synthetic":
         from .synthetic import make_synthetic
