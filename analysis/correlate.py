@@ -156,6 +156,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
     if args.config is None and len(configs) > 1:
         raise AnalysisError(f"the studies used several configs ({', '.join(sorted(map(str, configs)))}): pass --config")
     companion = args.name or f"{source}-full"
+    out = Path(args.out) if args.out else (Path(companion) if "://" in str(args.storage) else Path(args.storage).parent / companion)
+    from strategies.run import out_dir_problem
+
+    problem = out_dir_problem(str(out), "--out")  # before the (expensive) full-task evaluations
+    if problem:
+        raise AnalysisError(problem + ("" if args.out else " (the default output folder; pass --out)"))
     command = "python -m analysis.correlate " + shlex.join(argv)
     print(f"{source}: {n_complete} complete trials -> {len(top)} top + {len(rand)} random distinct cells, evaluated with "
           f"objective '{args.objective}'{' (config ' + config + ')' if config else ''} in study {companion!r}")
@@ -171,7 +177,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
     if missing:
         print(f"warning: {missing} of {len(cells)} cells have no full-task result (failed); rerun to retry them",
               file=sys.stderr)
-    out = Path(args.out) if args.out else (Path(companion) if "://" in str(args.storage) else Path(args.storage).parent / companion)
     out.mkdir(parents=True, exist_ok=True)
     data = report.to_dict()
     data["command"] = command
@@ -230,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         run(args, argv)
     except (AnalysisError, ValueError) as e:
         p.error(str(e))
+    except OSError as e:  # e.g. a read-only file system, a full disk: the evaluations are in the storage
+        p.error(f"I/O error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+                + " (finished evaluations are kept in the storage; rerun to continue)")
     return 0
 
 

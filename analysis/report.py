@@ -282,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = parser()
     args = p.parse_args(argv)
+    from strategies.run import out_dir_problem
+
+    problem = out_dir_problem(args.out, "--out")  # before reading the storage and drawing every figure
+    if problem:
+        p.error(problem)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import optuna
 
@@ -291,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
               command="python -m analysis.report " + shlex.join(argv))
     except (AnalysisError, ValueError) as e:
         p.error(str(e))
+    except OSError as e:  # e.g. a read-only file system, a full disk
+        p.error(f"cannot write the report under {args.out}: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
     print(f"wrote {Path(args.out) / 'report.md'}")
     return 0
 

@@ -116,28 +116,30 @@ def name_problem(text: str, flag: str) -> str | None:
     return None
 
 
-def out_dir_problem(path: str) -> str | None:
+def out_dir_problem(path: str, flag: str = "--out-dir") -> str | None:
     """Why ``path`` cannot hold the run's files (None if it can): it must be a writable
-    directory, or not exist yet under a writable directory. Checked, not created."""
+    directory, or not exist yet under a writable directory. Checked, not created.
+    Also used by the analysis CLIs for their ``--out``."""
+    path = str(path)
     if "\0" in path:
-        return f"--out-dir {brief(path, 60)} contains a NUL character"
+        return f"{flag} {brief(path, 60)} contains a NUL character"
     p = Path(path or ".")
     try:
         if p.exists():
             if not p.is_dir():
-                return f"--out-dir {brief(path, 60)} exists and is not a directory"
+                return f"{flag} {brief(path, 60)} exists and is not a directory"
             if not os.access(p, os.W_OK | os.X_OK):
-                return f"--out-dir {brief(path, 60)} is not writable"
+                return f"{flag} {brief(path, 60)} is not writable"
             return None
         parent = p.absolute().parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
-            return f"--out-dir {brief(path, 60)} cannot be created: {brief(str(parent), 60)} is not a directory"
+            return f"{flag} {brief(path, 60)} cannot be created: {brief(str(parent), 60)} is not a directory"
         if not os.access(parent, os.W_OK | os.X_OK):
-            return f"--out-dir {brief(path, 60)} cannot be created: {brief(str(parent), 60)} is not writable"
+            return f"{flag} {brief(path, 60)} cannot be created: {brief(str(parent), 60)} is not writable"
     except OSError as e:  # a name too long, a symlink loop, ...
-        return f"--out-dir {brief(path, 60)}: {e.strerror or e}"
+        return f"{flag} {brief(path, 60)}: {e.strerror or e}"
     return None
 
 
