@@ -5,63 +5,39 @@ Layout: ``<cache_dir>/features/<key>/`` holds ``features.npy`` (N, C, h, w) floa
 ``manifest.json``. The key hashes everything the features depend on: dataset name and length,
 number of classes, backbone, output stride, preprocessing version and the weights file.
 
-Safety:
-- Built in a temporary directory next to the final one; the manifest is written last and the
-  directory is then renamed into place, so a reader sees a complete cache or none. If two
-  processes build the same key at once, both compute; the first rename wins and the loser
-  discards its copy and uses the winner's (publishing holds a short ``flock``).
-- The manifest records each file's byte size, a full sha256 (computed at build) and a
-  "sample" sha256 over at most 64 evenly spaced 64 KiB blocks (the whole file when smaller
-  than 4 MiB). Loading checks sizes, npy headers and the sample hash (cheap: a few MiB read);
-  ``verify="full"`` re-hashes everything (~1.5 GB/s). A cache failing a check is logged with
-  a warning and rebuilt, never used.
+Safety: a cache is an entry of ``proxy.store`` (one policy for every cache): built in a temp
+directory, published atomically by rename under a ``flock`` (if two processes build the same
+key at once, the first to publish wins and the other uses its copy), and every byte of both
+files checked against the manifest's sha256 digests once per process (``verify="full"``:
+again on this load). A cache failing a check is logged with a warning and rebuilt, never used.
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional, Protocol
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import default_cache_dir  # one rule for every cache: $DPC_NAS_CACHE or ~/.cache/dpc-nas
+from . import store
+from .data import SegmentationDataset
+from .store import CacheCorruptError, default_cache_dir
 from .backbone import PREPROCESS_VERSION, build_backbone, check_args, feature_channels, output_size, preprocess, weights_fingerprint
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # part of the key: bump only when the arrays' meaning changes
 FILES = ("features.npy", "labels.npy")
-MANIFEST = "manifest.json"
-_BLOCK, _MAX_BLOCKS = 64 * 1024, 64
-_STALE_S = 2 * 86400  # temp/trash dirs older than this are leftovers of killed processes
-Verify = Literal["sample", "full"]
-
-
-class SegmentationDataset(Protocol):
-    name: str
-    num_classes: int
-    class_names: list[str]
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class CacheCorruptError(RuntimeError):
-    """A cache directory failed a check (the message names the check)."""
+# "once": every byte hashed once per process per file version; "full": again on this load.
+# "sample" (an earlier version's check of 64 blocks) now means "once".
+Verify = Literal["once", "full", "sample"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,89 +109,18 @@ def cache_key(dataset: SegmentationDataset, backbone_name: str = "lite0", output
     return f"{slug}-{backbone_name}-os{output_stride}-{digest}"
 
 
-# --- checksums -------------------------------------------------------------------------------
-
-def _sha256_full(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _sha256_sample(path: Path) -> str:
-    """Hash of up to 64 evenly spaced 64 KiB blocks (first and last included): a few MiB read."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        if size <= _BLOCK * _MAX_BLOCKS:
-            h.update(f.read())
-        else:
-            step = (size - _BLOCK) / (_MAX_BLOCKS - 1)
-            for i in range(_MAX_BLOCKS):
-                f.seek(int(round(i * step)))
-                h.update(f.read(_BLOCK))
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _publish_lock(root: Path, key: str) -> Iterator[None]:
-    """Exclusive ``flock`` on ``.<key>.lock`` (released by the kernel if the holder dies)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: rename atomicity alone still protects readers
-        yield
-        return
-    with open(root / f".{key}.lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 # --- load -------------------------------------------------------------------------------------
 
-def _validate(path: Path, key: str, verify: Verify = "sample") -> dict[str, Any]:
-    """Return the manifest of a complete, intact cache directory, else raise CacheCorruptError."""
-    if verify not in ("sample", "full"):
-        raise ValueError(f"verify must be 'sample' or 'full', got {verify!r}")
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise CacheCorruptError(f"{mpath.name} missing")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CacheCorruptError(f"unreadable {mpath.name}: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key:
-        raise CacheCorruptError(f"{mpath.name} has the wrong format or key")
-    for name in FILES:
-        info = manifest.get("files", {}).get(name)
-        fpath = path / name
-        if not isinstance(info, dict):
-            raise CacheCorruptError(f"{mpath.name} does not describe {name}")
-        if not fpath.is_file():
-            raise CacheCorruptError(f"{name} missing")
-        size = fpath.stat().st_size
-        if size != info.get("bytes"):
-            raise CacheCorruptError(f"{name} has {size} bytes, manifest says {info.get('bytes')}")
-        digest, expected = (_sha256_full(fpath), info.get("sha256")) if verify == "full" else (_sha256_sample(fpath), info.get("sample_sha256"))
-        if digest != expected:
-            raise CacheCorruptError(f"{name} fails its {verify} sha256 check")
-    return manifest
+def _mode(verify: Verify) -> store.Verify:
+    if verify not in ("once", "full", "sample"):
+        raise ValueError(f"verify must be 'once' or 'full', got {verify!r}")
+    return "full" if verify == "full" else "once"
 
 
-def _open(path: Path, key: str, verify: Verify = "sample") -> CachedFeatures:
-    manifest = _validate(path, key, verify)
+def _load(path: Path, manifest: dict[str, Any]) -> CachedFeatures:
+    """Memory-map a verified cache; CacheCorruptError if its manifest or arrays are not this format's."""
+    if manifest.get("format") != FORMAT_VERSION:
+        raise CacheCorruptError(f"{store.MANIFEST} has format {manifest.get('format')!r}, not {FORMAT_VERSION}")
     arrays = {}
     for name in FILES:
         info = manifest["files"][name]
@@ -225,21 +130,25 @@ def _open(path: Path, key: str, verify: Verify = "sample") -> CachedFeatures:
             arr = np.load(path / name, mmap_mode="c")
         except (ValueError, OSError) as e:
             raise CacheCorruptError(f"{name} is not a readable .npy: {e}") from None
-        if list(arr.shape) != info["shape"] or str(arr.dtype) != info["dtype"]:
-            raise CacheCorruptError(f"{name} is {arr.dtype}{list(arr.shape)}, manifest says {info['dtype']}{info['shape']}")
+        if list(arr.shape) != info.get("shape") or str(arr.dtype) != info.get("dtype"):
+            raise CacheCorruptError(f"{name} is {arr.dtype}{list(arr.shape)}, manifest says {info.get('dtype')}{info.get('shape')}")
         arrays[name] = arr
-    f = manifest["fields"]
-    return CachedFeatures(
-        features=arrays["features.npy"], labels=arrays["labels.npy"],
-        num_classes=int(manifest["num_classes"]), class_names=list(manifest["class_names"]),
-        key=key, path=path, backbone=f["backbone"], output_stride=int(f["output_stride"]), manifest=manifest,
-    )
+    try:
+        f = manifest["fields"]
+        return CachedFeatures(
+            features=arrays["features.npy"], labels=arrays["labels.npy"],
+            num_classes=int(manifest["num_classes"]), class_names=list(manifest["class_names"]),
+            key=manifest["key"], path=path, backbone=f["backbone"], output_stride=int(f["output_stride"]),
+            manifest=manifest,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CacheCorruptError(f"{store.MANIFEST} lacks a field: {e!r}") from None
 
 
-def load_feature_cache(path: "str | Path", verify: Verify = "sample") -> CachedFeatures:
+def load_feature_cache(path: "str | Path", verify: Verify = "once") -> CachedFeatures:
     """Open an existing cache directory (its key is its name); CacheCorruptError if it fails a check."""
     path = Path(path)
-    return _open(path, path.name, verify)
+    return _load(path, store.verify(path, path.name, FILES, _mode(verify)))
 
 
 # --- build ------------------------------------------------------------------------------------
@@ -292,45 +201,36 @@ def _compute(dataset: SegmentationDataset, backbone_name: str, output_stride: in
     return shapes
 
 
-def _discard(path: Path) -> None:
-    """Remove a directory: rename it aside first (atomic), so no reader sees it half-deleted."""
-    trash = path.with_name(f".{path.name}.trash-{uuid.uuid4().hex[:8]}")
-    try:
-        os.rename(path, trash)
-    except FileNotFoundError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
+def _writer(dataset: SegmentationDataset, backbone_name: str, output_stride: int,
+            batch_size: Optional[int], device: "torch.device | str | None", progress: bool):
+    """The store's ``write(tmp)`` for these features: compute both arrays, return the manifest's fields.
 
+    ``batch_size`` None: 1 on the CPU (measured faster per image than 8), 16 on CUDA.
+    ``device`` None: CUDA if available, else the CPU.
+    """
+    key = cache_key(dataset, backbone_name, output_stride)
+    dev = _resolve_device(device)
+    bs = batch_size or (16 if dev.type == "cuda" else 1)
+    if bs < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-def _sweep_stale(root: Path, key: str) -> None:
-    """Delete temp/trash directories of ``key`` left by killed processes (untouched for 2 days)."""
-    now = time.time()
-    for d in list(root.glob(f".{key}.tmp-*")) + list(root.glob(f".{key}.trash-*")):
-        with contextlib.suppress(OSError):
-            if now - d.stat().st_mtime > _STALE_S:
-                log.info("removing stale %s", d)
-                shutil.rmtree(d, ignore_errors=True)
+    def write(tmp: Path) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        shapes = _compute(dataset, backbone_name, output_stride, tmp, bs, dev, progress, desc=f"features {key}")
+        seconds = time.perf_counter() - t0
+        n, size = len(dataset), sum((tmp / name).stat().st_size for name in FILES)
+        log.info("feature cache %s: %d images in %.1f s (%.1f ms/image on %s, batch %d), %.1f MB (%.0f kB/image)",
+                 key, n, seconds, 1e3 * seconds / n, dev, bs, size / 1e6, size / 1e3 / n)
+        dtypes = {"features.npy": "float16", "labels.npy": "uint8"}
+        return {
+            "format": FORMAT_VERSION, "fields": key_fields(dataset, backbone_name, output_stride),
+            "num_classes": int(dataset.num_classes), "class_names": [str(c) for c in dataset.class_names],
+            "files": {name: {"shape": shapes[name], "dtype": dtypes[name]} for name in FILES},
+            "build_seconds": round(seconds, 3), "device": str(dev), "batch_size": bs,
+            "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
 
-
-def _publish(tmp: Path, final: Path, key: str) -> None:
-    """Rename ``tmp`` to ``final`` unless an intact cache is already there (then ``tmp`` is dropped)."""
-    with _publish_lock(final.parent, key):
-        if final.exists():
-            try:
-                _validate(final, key)
-                log.info("feature cache %s was built by another process meanwhile; using it", final)
-                return
-            except CacheCorruptError as e:
-                log.warning("feature cache %s is corrupt (%s); replacing it", final, e)
-                _discard(final)
-        try:
-            os.rename(tmp, final)
-        except OSError as e:  # a writer that does not take the lock (e.g. an older version)
-            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            log.info("feature cache %s appeared meanwhile; discarding this build", final)
-            return
-        _fsync_dir(final.parent)
+    return write
 
 
 def build_feature_cache(
@@ -349,44 +249,9 @@ def build_feature_cache(
     ``device`` None: CUDA if available, else the CPU.
     """
     key = cache_key(dataset, backbone_name, output_stride)
-    dev = _resolve_device(device)
-    bs = batch_size or (16 if dev.type == "cuda" else 1)
-    if bs < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    root = _features_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(root, key)
-    final = root / key
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
-    t0 = time.perf_counter()
-    try:
-        shapes = _compute(dataset, backbone_name, output_stride, tmp, bs, dev, progress, desc=f"features {key}")
-        seconds = time.perf_counter() - t0
-        files = {}
-        for name in FILES:
-            fpath = tmp / name
-            with open(fpath, "rb+") as f:
-                os.fsync(f.fileno())
-            files[name] = {"shape": shapes[name], "dtype": "float16" if name == "features.npy" else "uint8",
-                           "bytes": fpath.stat().st_size, "sha256": _sha256_full(fpath), "sample_sha256": _sha256_sample(fpath)}
-        manifest = {
-            "format": FORMAT_VERSION, "key": key, "fields": key_fields(dataset, backbone_name, output_stride),
-            "num_classes": int(dataset.num_classes), "class_names": [str(c) for c in dataset.class_names],
-            "files": files, "build_seconds": round(seconds, 3), "device": str(dev), "batch_size": bs,
-            "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        with open(tmp / MANIFEST, "w") as f:  # written last: its presence marks a complete build
-            json.dump(manifest, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, final, key)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    size = sum(i["bytes"] for i in files.values())
-    n = len(dataset)
-    log.info("feature cache %s: %d images in %.1f s (%.1f ms/image on %s, batch %d), %.1f MB (%.0f kB/image)",
-             key, n, seconds, 1e3 * seconds / n, dev, bs, size / 1e6, size / 1e3 / n)
-    return _open(final, key)
+    final = _features_root(cache_dir) / key
+    store.build(final, key, _writer(dataset, backbone_name, output_stride, batch_size, device, progress))
+    return _load(final, store.verify(final, key, FILES))
 
 
 def load_or_build(
@@ -397,7 +262,7 @@ def load_or_build(
     batch_size: Optional[int] = None,
     device: "torch.device | str | None" = None,
     progress: bool = True,
-    verify: Verify = "sample",
+    verify: Verify = "once",
 ) -> CachedFeatures:
     """The cached features of ``dataset``: loaded if an intact cache exists, else built (see module doc).
 
@@ -405,15 +270,9 @@ def load_or_build(
     ``CachedFeatures.to_torch(device)`` to place the arrays for training.
     """
     key = cache_key(dataset, backbone_name, output_stride)
-    final = _features_root(cache_dir) / key
-    if final.exists():
-        try:
-            cached = _open(final, key, verify)
-            log.debug("feature cache %s loaded", final)
-            return cached
-        except CacheCorruptError as e:
-            log.warning("feature cache %s is corrupt (%s); rebuilding it", final, e)
-    return build_feature_cache(dataset, backbone_name, output_stride, cache_dir, batch_size, device, progress)
+    write = _writer(dataset, backbone_name, output_stride, batch_size, device, progress)
+    return store.open_or_build(_features_root(cache_dir) / key, key, what="feature cache", required=FILES,
+                               load=_load, write=write, mode=_mode(verify))
 
 
 def cache_nbytes_per_image(backbone_name: str, height: int, width: int, output_stride: int = 16) -> int:

@@ -153,14 +153,6 @@ def test_corruption_is_detected_and_rebuilt(built, tmp_path, count_builds, caplo
     load_feature_cache(again.path, verify="full")  # the rebuilt cache is intact
 
 
-def test_large_file_sample_check_reads_spread_blocks(tmp_path):
-    p = tmp_path / "big.bin"
-    p.write_bytes(bytes(10 * 2**20))
-    before = cache_mod._sha256_sample(p)
-    _flip("big.bin", 10 * 2**20 - 1)(tmp_path)  # the last byte is always sampled
-    assert cache_mod._sha256_sample(p) != before
-
-
 def _build_in_child(cache_dir, barrier, counter, queue) -> None:
     torch.set_num_threads(1)
     ds = TinyDataset(barrier=barrier, counter=counter)
@@ -208,3 +200,114 @@ def test_mismatched_image_sizes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="item 1"):
         load_or_build(Ragged("ragged"), "lite0", 16, cache_dir=tmp_path, progress=False, device="cpu")
     assert [d.name for d in (tmp_path / "features").iterdir() if d.is_dir()] == []
+
+
+# --- NaN bytes anywhere in a large cache file (the old check hashed 64 blocks of 64 KiB) -------
+
+BIG_N = 840  # 7680 feature bytes per image: features.npy is 6.2 MiB, over the old 4 MiB "hash it all" limit
+NAN16 = np.array([np.nan], np.float16).tobytes()  # b"\x00\x7e": float16 0x7E00
+
+
+class _FakeBackbone(torch.nn.Module):
+    """Cheap deterministic stand-in (320 channels at OS16): a large cache built in a second."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, (4, 3)).mean(1, keepdim=True)
+        return pooled * torch.linspace(0.5, 1.5, 320).view(1, 320, 1, 1)
+
+
+@pytest.fixture
+def fake_backbone(monkeypatch) -> list[int]:
+    calls: list[int] = []
+
+    def build(*args, **kwargs):
+        calls.append(1)
+        return _FakeBackbone()
+
+    monkeypatch.setattr(cache_mod, "build_backbone", build)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def big_built(tmp_path_factory) -> Path:
+    cache_dir = tmp_path_factory.mktemp("big")
+    with pytest.MonkeyPatch.context() as mp_:
+        mp_.setattr(cache_mod, "build_backbone", lambda *a, **k: _FakeBackbone())
+        load_or_build(TinyDataset("big", n=BIG_N), "lite0", 16, cache_dir=cache_dir, batch_size=64, progress=False)
+    return cache_dir
+
+
+def _old_sample_blocks(size: int) -> list[int]:
+    """Start offsets of the 64 KiB blocks the previous version's "sample" check hashed."""
+    step = (size - 2**16) / 63
+    return [int(round(i * step)) for i in range(64)]
+
+
+def _nan_offsets(size: int, header: int) -> dict[str, int]:
+    blocks = _old_sample_blocks(size)
+    gaps = {f"between old blocks {i} and {i + 1}": (blocks[i] + 2**16 + blocks[i + 1]) // 2 for i in (0, 17, 40, 62)}
+    offsets = {"first value": header, "middle": size // 2, "last value": size - 2, **gaps}
+    return {k: v - (v - header) % 2 for k, v in offsets.items()}  # on a float16 boundary
+
+
+NAN_CASES = ["first value", "middle", "last value", "between old blocks 0 and 1", "between old blocks 17 and 18",
+             "between old blocks 40 and 41", "between old blocks 62 and 63"]
+
+
+@pytest.mark.parametrize("where", NAN_CASES)
+def test_nan_bytes_anywhere_in_the_features_are_caught(big_built, tmp_path, fake_backbone, caplog, where):
+    ds = TinyDataset("big", n=BIG_N)
+    key = cache_key(ds, "lite0", 16)
+    path = tmp_path / "features" / key
+    shutil.copytree(big_built, tmp_path, dirs_exist_ok=True)
+    fpath = path / "features.npy"
+    size, header = fpath.stat().st_size, fpath.stat().st_size - BIG_N * 7680
+    assert size > 4 * 2**20
+    offset = _nan_offsets(size, header)[where]
+    if where.startswith("between"):  # a place the previous check never read
+        assert not any(lo <= offset < lo + 2**16 for lo in _old_sample_blocks(size))
+    with open(fpath, "r+b") as f:
+        f.seek(offset)
+        f.write(NAN16)
+    assert np.isnan(np.load(fpath, mmap_mode="r")).sum() == 1
+    with pytest.raises(cache_mod.CacheCorruptError, match="features.npy bytes .* fail their sha256 check") as exc:
+        load_feature_cache(path)
+    assert "\n" not in str(exc.value)
+    with caplog.at_level(logging.WARNING, logger="proxy.store"):
+        again = load_or_build(ds, "lite0", 16, cache_dir=tmp_path, batch_size=64, progress=False)
+    assert len(fake_backbone) == 1, "a cache with a NaN was used instead of rebuilt"
+    assert any("corrupt" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert np.isfinite(again.features).all()
+    assert np.array_equal(again.features, np.load(big_built / "features" / key / "features.npy"))
+
+
+def test_changed_label_bytes_are_caught(big_built, tmp_path, fake_backbone):
+    ds = TinyDataset("big", n=BIG_N)
+    key = cache_key(ds, "lite0", 16)
+    shutil.copytree(big_built, tmp_path, dirs_exist_ok=True)
+    lpath = tmp_path / "features" / key / "labels.npy"
+    with open(lpath, "r+b") as f:
+        f.seek(lpath.stat().st_size // 2 + 12345)
+        f.write(bytes([7, 7, 7]))  # valid class ids, wrong labels
+    with pytest.raises(cache_mod.CacheCorruptError, match="labels.npy"):
+        load_feature_cache(lpath.parent)
+    again = load_or_build(ds, "lite0", 16, cache_dir=tmp_path, batch_size=64, progress=False)
+    assert len(fake_backbone) == 1
+    assert np.array_equal(again.labels, np.load(big_built / "features" / key / "labels.npy"))
+
+
+def test_a_cache_of_the_previous_version_opens_without_a_rebuild(built, tmp_path, count_builds, caplog):
+    """Manifests written before the chunk tables: verified by their whole-file sha256, migrated."""
+    shutil.copytree(built, tmp_path, dirs_exist_ok=True)
+    key = cache_key(TinyDataset(), "lite0", 16)
+    mpath = tmp_path / "features" / key / "manifest.json"
+    m = json.loads(mpath.read_text())
+    for info in m["files"].values():  # what the previous version wrote
+        del info["chunk_bytes"], info["chunk_sha256"]
+        info["sample_sha256"] = "0" * 64
+    mpath.write_text(json.dumps(m))
+    with caplog.at_level(logging.INFO, logger="proxy.store"):
+        cf = load_or_build(TinyDataset(), "lite0", 16, cache_dir=tmp_path, progress=False)
+    assert len(count_builds) == 0 and "earlier version" in caplog.text
+    assert all("chunk_sha256" in info for info in json.loads(mpath.read_text())["files"].values())
+    assert cf.features.shape == (3, 320, 4, 3)

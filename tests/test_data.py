@@ -12,18 +12,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from proxy import assets as A
 from proxy import data as D
+from proxy import scenes as S
+from proxy import store
 
-TEST = D.SCENE_PRESETS["test"]
+TEST = S.SCENE_PRESETS["test"]
 
 
 @pytest.fixture(scope="module")
-def test_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[D.SceneDataset, D.SceneDataset]:
-    return D.build_scenes("test", tmp_path_factory.mktemp("cache"))
+def test_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[S.SceneDataset, S.SceneDataset]:
+    return S.build_scenes("test", tmp_path_factory.mktemp("cache"))
 
 
 def test_mnist_file_is_parsed_with_label_in_last_column() -> None:
-    digits = D.load_digits()
+    digits = A.load_digits()
     assert digits.glyphs.shape == (5000, 28, 28)
     assert digits.glyphs.dtype == np.float32 and 0 <= digits.glyphs.min() and digits.glyphs.max() <= 1
     assert np.bincount(digits.labels).tolist() == [500] * 10
@@ -35,8 +38,8 @@ def test_mnist_file_is_parsed_with_label_in_last_column() -> None:
 
 
 def test_digit_pools_are_disjoint_and_cover_every_class() -> None:
-    labels = D.load_digits().labels
-    pools = D.digit_pools(labels, 100)
+    labels = A.load_digits().labels
+    pools = A.digit_pools(labels, 100)
     train, val = np.concatenate(pools["train"]), np.concatenate(pools["val"])
     assert len(train) == 4000 and len(val) == 1000
     assert not set(train.tolist()) & set(val.tolist())
@@ -45,7 +48,7 @@ def test_digit_pools_are_disjoint_and_cover_every_class() -> None:
         assert len(pools["val"][d]) == 100
 
 
-def test_datasets_follow_the_contract(test_sets: tuple[D.SceneDataset, D.SceneDataset]) -> None:
+def test_datasets_follow_the_contract(test_sets: tuple[S.SceneDataset, S.SceneDataset]) -> None:
     train, val = test_sets
     assert (len(train), len(val)) == (TEST.n_train, TEST.n_val)
     for ds, split in ((train, "train"), (val, "val")):
@@ -64,14 +67,14 @@ def test_datasets_follow_the_contract(test_sets: tuple[D.SceneDataset, D.SceneDa
         train[len(train)]
 
 
-def test_mask_labels_match_the_pasted_digits(test_sets: tuple[D.SceneDataset, D.SceneDataset]) -> None:
+def test_mask_labels_match_the_pasted_digits(test_sets: tuple[S.SceneDataset, S.SceneDataset]) -> None:
     train, _ = test_sets
-    labels = D.load_digits().labels
+    labels = A.load_digits().labels
     for i in range(len(train)):
         _, mask = train[i]
         recs = train.digits_of(i)
         assert len(recs) >= 1
-        cols = {name: recs[:, k] for k, name in enumerate(D.DIGIT_FIELDS)}
+        cols = {name: recs[:, k] for k, name in enumerate(S.DIGIT_FIELDS)}
         assert (labels[cols["mnist_index"]] + 1 == cols["class_id"]).all()
         # every labelled pixel belongs to a digit present in the scene, and visible counts add up
         present = set(np.unique(mask).tolist()) - {0}
@@ -81,9 +84,9 @@ def test_mask_labels_match_the_pasted_digits(test_sets: tuple[D.SceneDataset, D.
             assert (mask == cid).sum() == cols["visible"][cols["class_id"] == cid].sum()
 
 
-def test_train_and_val_scenes_use_disjoint_glyphs(test_sets: tuple[D.SceneDataset, D.SceneDataset]) -> None:
+def test_train_and_val_scenes_use_disjoint_glyphs(test_sets: tuple[S.SceneDataset, S.SceneDataset]) -> None:
     train, val = test_sets
-    pools = D.digit_pools(D.load_digits().labels, TEST.val_digits_per_class)
+    pools = A.digit_pools(A.load_digits().labels, TEST.val_digits_per_class)
     used_train, used_val = set(train.digits[:, 1].tolist()), set(val.digits[:, 1].tolist())
     assert used_train and used_val and not used_train & used_val
     assert used_train <= set(np.concatenate(pools["train"]).tolist())
@@ -91,19 +94,19 @@ def test_train_and_val_scenes_use_disjoint_glyphs(test_sets: tuple[D.SceneDatase
 
 
 def test_same_seed_same_scenes_other_seed_other_scenes(tmp_path: Path) -> None:
-    a_img, a_mask, a_dig = D.make_scene(TEST, "train", 3)
-    b_img, b_mask, b_dig = D.make_scene(TEST, "train", 3)
+    a_img, a_mask, a_dig = S.make_scene(TEST, "train", 3)
+    b_img, b_mask, b_dig = S.make_scene(TEST, "train", 3)
     assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask) and np.array_equal(a_dig, b_dig)
     other = dataclasses.replace(TEST, seed=1)
-    c_img, c_mask, _ = D.make_scene(other, "train", 3)
+    c_img, c_mask, _ = S.make_scene(other, "train", 3)
     assert not np.array_equal(a_img, c_img) and not np.array_equal(a_mask, c_mask)
-    v_img, _, _ = D.make_scene(TEST, "val", 3)
+    v_img, _, _ = S.make_scene(TEST, "val", 3)
     assert not np.array_equal(a_img, v_img)
-    assert D.scene_key(TEST) == D.scene_key(dataclasses.replace(TEST))
-    assert D.scene_key(TEST) != D.scene_key(other)
-    assert D.scene_key(TEST) != D.scene_key(dataclasses.replace(TEST, max_occlusion=0.4))
+    assert S.scene_key(TEST) == S.scene_key(dataclasses.replace(TEST))
+    assert S.scene_key(TEST) != S.scene_key(other)
+    assert S.scene_key(TEST) != S.scene_key(dataclasses.replace(TEST, max_occlusion=0.4))
     # a whole build in a fresh cache reproduces the same bytes
-    train, _ = D.build_scenes(TEST, tmp_path)
+    train, _ = S.build_scenes(TEST, tmp_path)
     assert np.array_equal(train[3][0], a_img) and np.array_equal(train[3][1], a_mask)
 
 
@@ -115,8 +118,8 @@ def test_hull_labels_cover_the_convex_hull_of_the_strokes() -> None:
     one = dataclasses.replace(TEST, min_digits=1, max_digits=1, label="stroke")
     interiors = []
     for i in range(6):
-        s_img, s_mask, s_rec = D.make_scene(one, "train", i)
-        h_img, h_mask, h_rec = D.make_scene(dataclasses.replace(one, label="hull"), "train", i)
+        s_img, s_mask, s_rec = S.make_scene(one, "train", i)
+        h_img, h_mask, h_rec = S.make_scene(dataclasses.replace(one, label="hull"), "train", i)
         assert np.array_equal(s_img, h_img) and np.array_equal(s_rec[:, :-1], h_rec[:, :-1])
         strokes, hull = s_mask > 0, h_mask > 0
         assert np.array_equal(hull, convex_hull_image(strokes) | strokes)
@@ -124,30 +127,30 @@ def test_hull_labels_cover_the_convex_hull_of_the_strokes() -> None:
         assert h_rec[0, -1] == hull.sum() and s_rec[0, -1] == strokes.sum()
         interiors.append(hull.sum() / strokes.sum())
     assert np.median(interiors) > 1.5  # most of a digit's area is not stroke
-    assert D.SCENE_PRESETS["default"].label == "hull"
+    assert S.SCENE_PRESETS["default"].label == "hull"
     with pytest.raises(ValueError, match="label must be"):
         dataclasses.replace(TEST, label="box")
 
 
 def test_parallel_generation_gives_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = dataclasses.replace(TEST, n_train=24, n_val=4)
-    serial, _ = D.build_scenes(cfg, tmp_path / "serial")
-    monkeypatch.setattr(D, "_SCENES_PER_WORKER", 8)
+    serial, _ = S.build_scenes(cfg, tmp_path / "serial")
+    monkeypatch.setattr(S, "_SCENES_PER_WORKER", 8)
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
-    chunks = list(D._scenes(cfg, "train", 24))
+    chunks = list(S._scenes(cfg, "train", 24))
     assert len(chunks) == 24
-    parallel, _ = D.build_scenes(cfg, tmp_path / "parallel")
+    parallel, _ = S.build_scenes(cfg, tmp_path / "parallel")
     assert np.array_equal(np.asarray(serial.images), np.asarray(parallel.images))
     assert np.array_equal(np.asarray(serial.masks), np.asarray(parallel.masks))
     assert np.array_equal(serial.digits, parallel.digits)
 
 
 def test_default_preset_spans_scales_from_tiny_to_most_of_the_image() -> None:
-    cfg = D.SCENE_PRESETS["default"]
+    cfg = S.SCENE_PRESETS["default"]
     assert cfg.image_size == (513, 513)
     heights, visible_heights = [], []
     for i in range(4):
-        image, mask, recs = D.make_scene(cfg, "train", i)
+        image, mask, recs = S.make_scene(cfg, "train", i)
         assert image.shape == (513, 513, 3) and mask.shape == (513, 513)
         heights += recs[:, 4].tolist()
         # measure heights on the mask itself (rows covered by each visible class), not metadata
@@ -165,16 +168,16 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="unknown background"):
         dataclasses.replace(TEST, backgrounds=("nope",))
     with pytest.raises(ValueError, match="unknown scene preset"):
-        D.build_scenes("huge")
-    cfg = D.SceneConfig.from_dict(json.loads(json.dumps(TEST.to_dict())))
+        S.build_scenes("huge")
+    cfg = S.SceneConfig.from_dict(json.loads(json.dumps(TEST.to_dict())))
     assert cfg == TEST
 
 
 def test_default_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DPC_NAS_CACHE", str(tmp_path / "c"))
-    assert D.default_cache_dir() == tmp_path / "c"
+    assert store.default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("DPC_NAS_CACHE")
-    assert D.default_cache_dir() == Path.home() / ".cache" / "dpc-nas"
+    assert store.default_cache_dir() == Path.home() / ".cache" / "dpc-nas"
 
 
 def _cache_dir(root: Path) -> Path:
@@ -182,8 +185,13 @@ def _cache_dir(root: Path) -> Path:
     return d
 
 
+def _entries(root: Path) -> list[str]:
+    """What a cache dir holds, less the publish lock files (``.<name>.lock``, kept for reuse)."""
+    return sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock"))
+
+
 def test_cache_is_reused_without_regenerating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    train, _ = D.build_scenes(TEST, tmp_path)
+    train, _ = S.build_scenes(TEST, tmp_path)
     d = _cache_dir(tmp_path)
     mtimes = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
     assert {"manifest.json", "train_images.npy", "train_masks.npy", "val_images.npy"} <= set(mtimes)
@@ -191,16 +199,16 @@ def test_cache_is_reused_without_regenerating(tmp_path: Path, monkeypatch: pytes
     def boom(*args: object) -> None:
         raise AssertionError("regenerated although the cache was intact")
 
-    monkeypatch.setattr(D, "_generate", boom)
-    train2, _ = D.build_scenes(TEST, tmp_path)
+    monkeypatch.setattr(S, "_generate", boom)
+    train2, _ = S.build_scenes(TEST, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == mtimes
     assert train2.name == train.name and np.array_equal(train2[5][0], train[5][0])
-    assert [p.name for p in tmp_path.iterdir()] == [d.name]  # no temp dirs left behind
+    assert _entries(tmp_path) == [d.name]  # no temp dirs left behind
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no_manifest", "bad_manifest"])
 def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
-    train, _ = D.build_scenes(TEST, tmp_path)
+    train, _ = S.build_scenes(TEST, tmp_path)
     reference = np.array(train.images)
     del train
     d = _cache_dir(tmp_path)
@@ -216,38 +224,35 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, damage: str, capl
         (d / "manifest.json").unlink()
     else:
         (d / "manifest.json").write_text("{not json")
-    with caplog.at_level("WARNING", logger="proxy.data"):
-        train, _ = D.build_scenes(TEST, tmp_path)
-    assert "regenerating" in caplog.text
+    with caplog.at_level("WARNING", logger="proxy.store"):
+        train, _ = S.build_scenes(TEST, tmp_path)
+    assert "is corrupt" in caplog.text and "rebuilding" in caplog.text
     assert np.array_equal(np.asarray(train.images), reference)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [d.name]  # corrupt copy removed
+    assert _entries(tmp_path) == [d.name]  # corrupt copy removed
 
 
 def test_losing_a_publish_race_keeps_the_winners_intact_copy(tmp_path: Path) -> None:
-    D.build_scenes(TEST, tmp_path)
+    S.build_scenes(TEST, tmp_path)
     final = _cache_dir(tmp_path)
     mtimes = {p.name: p.stat().st_mtime_ns for p in final.iterdir()}
-    mine = tmp_path / ".mine"
-    mine.mkdir()
-    D._generate(mine, TEST, D.scene_key(TEST), False)
-    D._publish(mine, final, D.scene_key(TEST), TEST)
+    store.build(final, S.scene_key(TEST), lambda tmp: S._generate(tmp, TEST, False))  # a second builder
     assert {p.name: p.stat().st_mtime_ns for p in final.iterdir()} == mtimes
-    assert mine.exists()  # left for build_scenes to delete
+    assert _entries(tmp_path) == [final.name]  # the loser's copy is deleted
 
 
 def test_leftovers_of_killed_builders_are_cleaned(tmp_path: Path) -> None:
-    name = f"scenes-{D.scene_key(TEST)}"
+    name = f"scenes-{S.scene_key(TEST)}"
     old, fresh = tmp_path / f".{name}.tmp-old", tmp_path / f".{name}.tmp-fresh"
     old.mkdir()
     fresh.mkdir()
     (old / "train_images.npy").write_bytes(b"partial")
     os.utime(old, (0, 0))
-    D.build_scenes(TEST, tmp_path)
+    S.build_scenes(TEST, tmp_path)
     assert not old.exists() and fresh.exists()  # a recent one may belong to a live builder
 
 
 def _build_in_subprocess(cache: str) -> str:
-    train, val = D.build_scenes("test", cache)
+    train, val = S.build_scenes("test", cache)
     return train.name + str(int(np.asarray(train.masks).sum()))
 
 
@@ -256,8 +261,8 @@ def test_concurrent_builders_do_not_corrupt_the_cache(tmp_path: Path) -> None:
     with ctx.Pool(2) as pool:
         results = pool.map(_build_in_subprocess, [str(tmp_path)] * 2)
     assert results[0] == results[1]
-    assert [p.name for p in tmp_path.iterdir()] == [_cache_dir(tmp_path).name]
-    train, _ = D.build_scenes("test", tmp_path)
+    assert _entries(tmp_path) == [_cache_dir(tmp_path).name]
+    train, _ = S.build_scenes("test", tmp_path)
     assert train.name + str(int(np.asarray(train.masks).sum())) == results[0]
 
 
