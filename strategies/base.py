@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dpc.genome import DEFAULT_BRANCHES, Genome
 from dpc.mutation import sample_genome
 
-from .space import search_space
+from .space import search_space, whole_cell
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,13 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
-def draw_index(study: Study, trial: FrozenTrial) -> int:
+def draw_index(study: Study, trial: FrozenTrial, branches: int) -> int:
     """How many earlier trials of the study were drawn by a sampler (not fixed/enqueued;
-    a trial whose worker died before it drew its cell has no params and does not count)."""
+    a trial whose worker died before its whole cell was written does not count)."""
     return sum(
         1
         for t in study.get_trials(deepcopy=False)
-        if t.number < trial.number and t.params and FIXED_PARAMS_KEY not in t.system_attrs
+        if t.number < trial.number and whole_cell(t.params, branches) and FIXED_PARAMS_KEY not in t.system_attrs
     )
 
 
@@ -124,7 +124,7 @@ class GenomeSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        index = draw_index(study, trial)
+        index = draw_index(study, trial, self.branches)
         proposal = self.propose(completed_trials(study, self.branches), index, trial)
         if len(proposal.genome) != self.branches:
             raise RuntimeError(f"{self.strategy}: proposed {len(proposal.genome)} branches, expected {self.branches}")

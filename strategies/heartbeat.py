@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,21 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return True
 
 
+_LIVE_TOKENS: set[str] = set()  # owner tokens of the trials this process is running now
+
+
 def owner_record() -> dict[str, Any]:
+    """Who runs a trial; its token stays live until ``release`` (so a trial left RUNNING by an
+    earlier search in this same process, e.g. a notebook cell that raised, is found at once)."""
     pid = os.getpid()
-    return {"host": host_id(), "hostname": socket.gethostname(), "pid": pid, "start": process_start(pid)}
+    token = uuid.uuid4().hex
+    _LIVE_TOKENS.add(token)
+    return {"host": host_id(), "hostname": socket.gethostname(), "pid": pid, "start": process_start(pid), "token": token}
+
+
+def release(owner: dict[str, Any] | None) -> None:
+    if owner:
+        _LIVE_TOKENS.discard(owner.get("token"))
 
 
 def stale_reason(trial: FrozenTrial, grace: float, now: float | None = None) -> str | None:
@@ -89,6 +102,8 @@ def stale_reason(trial: FrozenTrial, grace: float, now: float | None = None) -> 
     if owner.get("host") == host_id() and pid is not None and pid != os.getpid():
         if not pid_alive(int(pid), owner.get("start")):
             return f"worker process {pid} on this machine died while running the trial"
+    if owner.get("host") == host_id() and pid == os.getpid() and owner.get("token") and owner["token"] not in _LIVE_TOKENS:
+        return "an earlier search in this process stopped while running the trial"
     beat = trial.system_attrs.get(BEAT_KEY)
     if beat is None and trial.datetime_start is not None:
         beat = trial.datetime_start.timestamp()  # naive local time, as Optuna stores it
@@ -98,10 +113,12 @@ def stale_reason(trial: FrozenTrial, grace: float, now: float | None = None) -> 
     return None
 
 
-def claim(storage: BaseStorage, trial_id: int) -> None:
-    """Mark a just-started trial as ours, with a first heartbeat."""
-    storage.set_trial_system_attr(trial_id, OWNER_KEY, owner_record())
+def claim(storage: BaseStorage, trial_id: int, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Mark a just-started trial as ours, with a first heartbeat; returns the owner record."""
+    owner = owner or owner_record()
+    storage.set_trial_system_attr(trial_id, OWNER_KEY, owner)
     storage.set_trial_system_attr(trial_id, BEAT_KEY, time.time())
+    return owner
 
 
 class Heartbeat:

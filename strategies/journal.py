@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -182,12 +183,10 @@ class SafeJournalBackend(BaseJournalBackend):
                 f"journal {self.path} has a bad record ({problem}) at byte {self._checked + good} followed by "
                 f"{later_good} good one(s): not a crash tail; move the file aside or remove that line by hand"
             )
-        aside = f"{self.path}{BAD_TAIL_SUFFIX}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        aside = f"{self.path}{BAD_TAIL_SUFFIX}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         try:
-            with open(aside, "wb") as f:
+            with open(aside, "wb") as f:  # no fsync: a crash here loses only a record that was never whole
                 f.write(tail)
-                f.flush()
-                os.fsync(f.fileno())
             os.truncate(self.path, self._checked + good)
         except OSError as e:
             raise StorageError(

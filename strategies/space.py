@@ -45,3 +45,12 @@ def trial_genome(trial: FrozenTrial) -> Genome | None:
     except ValueError:
         return None
 
+
+
+def whole_cell(params: Mapping[str, Any], branches: int) -> bool:
+    """True when params hold every ``b{i}_input``/``b{i}_op`` of a ``branches``-branch cell.
+
+    A worker killed while its sampler's params were being written leaves a part of a cell: that
+    trial drew nothing (its re-run would mix two cells) and does not shift later draws.
+    """
+    return all(f"b{b}_input" in params and f"b{b}_op" in params for b in range(branches))

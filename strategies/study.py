@@ -33,13 +33,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from dpc.genome import Genome
+from dpc.genome import DEFAULT_BRANCHES, Genome
 
-from .heartbeat import BEAT_KEY, OWNER_KEY, Heartbeat, claim, owner_record, stale_reason
+from .heartbeat import BEAT_KEY, OWNER_KEY, Heartbeat, claim, owner_record, release, stale_reason
 from .interrupts import deferred_interrupts
 from .objectives import EvaluationFailure, Objective, failure_reason, one_line
 from .optuna_adapter import FIXED_PARAMS_KEY, pop_waiting, start_trial, storage_of, trial_id
-from .space import search_space
+from .space import search_space, whole_cell
 from .storage import StorageError, StorageHandle
 
 log = logging.getLogger(__name__)
@@ -117,10 +117,16 @@ def open_study(
     ``strategy_params`` are kept unless a flag in ``explicit`` contradicts them (an error).
     """
     try:
-        study = optuna.create_study(
-            storage=handle.storage, study_name=name, direction="maximize", load_if_exists=True,
-            sampler=optuna.samplers.RandomSampler(),
-        )
+        exists = any(s.study_name == name for s in handle.storage.get_all_studies())
+        if exists:  # loading writes nothing (create_study(load_if_exists) appends a record each run)
+            study = optuna.load_study(study_name=name, storage=handle.storage, sampler=optuna.samplers.RandomSampler())
+        else:
+            study = optuna.create_study(
+                storage=handle.storage, study_name=name, direction="maximize", load_if_exists=True,
+                sampler=optuna.samplers.RandomSampler(),
+            )
+    except StorageError:
+        raise
     except Exception as e:
         raise SearchError(f"cannot open study {name!r} in {handle.display}: {failure_reason(e)}") from None
     if study.direction != StudyDirection.MAXIMIZE:
@@ -178,31 +184,35 @@ def requeue(study: Study, trial: FrozenTrial, kind: str, reason: str, max_retry:
     if give_up:
         log.warning("trial %d: %s; given up after %d re-runs", trial.number, reason, retries)
         return False
-    if not trial.params:  # died before its cell was drawn: nothing to re-run, the slot is free
+    if not whole_cell(trial.params, branches_of(study)):  # died before its whole cell was drawn: nothing to re-run, the slot is free
         log.warning("trial %d: %s (before drawing a cell)", trial.number, reason)
         return False
     log.warning("trial %d: %s; its cell will be re-run", trial.number, reason)
     return True
 
 
-def pending_reruns(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+def branches_of(study: Study) -> int:
+    return int(study.user_attrs.get("branches") or DEFAULT_BRANCHES)
+
+
+def pending_reruns(trials: list[FrozenTrial], branches: int = DEFAULT_BRANCHES) -> list[FrozenTrial]:
     """Failed-by-their-worker trials whose cell has not been re-run yet, oldest first."""
     rerun = {t.user_attrs.get("retry_of") for t in trials}
     return [
         t for t in trials
-        if t.state == TrialState.FAIL and t.params and t.number not in rerun
+        if t.state == TrialState.FAIL and whole_cell(t.params, branches) and t.number not in rerun
         and t.user_attrs.get("failure_kind") in REQUEUED_KINDS
     ]
 
 
-def start_rerun(study: Study, failed: FrozenTrial, space) -> Trial:
+def start_rerun(study: Study, failed: FrozenTrial, space, owner: dict[str, Any] | None = None) -> Trial:
     """Start the re-run of a pending cell, owner and heartbeat included, in one write."""
     retries = int(failed.system_attrs.get(RETRIES_KEY, 0)) + (failed.user_attrs.get("failure_kind") == "stale")
     keep = ("origin", "parent", "tournament")
     user_attrs = {k: failed.user_attrs[k] for k in keep if k in failed.user_attrs}
     user_attrs["retry_of"] = failed.number
     system_attrs = {FIXED_PARAMS_KEY: dict(failed.params), RETRIES_KEY: retries,
-                    OWNER_KEY: owner_record(), BEAT_KEY: time.time()}
+                    OWNER_KEY: owner or owner_record(), BEAT_KEY: time.time()}
     return start_trial(study, space, params=failed.params, user_attrs=user_attrs, system_attrs=system_attrs)
 
 
@@ -345,20 +355,20 @@ def _fail(study: Study, trial: Trial, reason: str) -> tuple[str, str | None]:
 
 
 # -- the worker loop -------------------------------------------------------------------------------
-def start_next(study: Study, space, trials: list[FrozenTrial], owned: bool) -> Trial:
+def start_next(study: Study, space, trials: list[FrozenTrial], owner: dict[str, Any] | None) -> Trial:
     """Start the next trial (call under the lock): a pending re-run, an enqueued cell, or a
     new draw of the sampler. Re-runs and draws carry their owner in the write that creates
     them, so a worker killed at any instant is found at once; enqueued (WAITING) trials are
     Optuna's and need a second write, made before the lock is released."""
-    pending = pending_reruns(trials)
+    pending = pending_reruns(trials, branches_of(study))
     if pending:
-        return start_rerun(study, pending[0], space)
+        return start_rerun(study, pending[0], space, owner)
     trial = pop_waiting(study, space)
     if trial is not None:
-        if owned:
-            claim(storage_of(study), trial_id(trial))
+        if owner is not None:
+            claim(storage_of(study), trial_id(trial), owner)
         return trial
-    system_attrs = {OWNER_KEY: owner_record(), BEAT_KEY: time.time()} if owned else {}
+    system_attrs = {OWNER_KEY: owner, BEAT_KEY: time.time()} if owner is not None else {}
     return start_trial(study, space, system_attrs=system_attrs)
 
 
@@ -386,7 +396,7 @@ def run_worker(
     stats = WorkerStats()
     in_a_row, last_reason = 0, ""
     while True:
-        trial = None
+        trial, owner = None, None
         try:
             with deferred_interrupts(), lock():
                 trials = study.get_trials(deepcopy=False)
@@ -397,7 +407,8 @@ def run_worker(
                         trials = study.get_trials(deepcopy=False)
                 status = BudgetStatus.of(trials)
                 if status.used + status.running < settings.budget:
-                    trial = start_next(study, space, trials, owned=handle.persistent)
+                    owner = owner_record() if handle.persistent else None
+                    trial = start_next(study, space, trials, owner)
             if on_progress is not None:
                 on_progress(status)
             if trial is None:
@@ -407,19 +418,25 @@ def run_worker(
                 continue
             stats.started += 1
             state, reason = run_trial(study, trial, objective, settings, heartbeat=handle.persistent)
+            release(owner)
         except KeyboardInterrupt:
+            release(owner)
             if trial is not None:
                 with deferred_interrupts(), lock():
                     frozen = storage_of(study).get_trial(trial_id(trial))
                     if frozen.state == TrialState.RUNNING:
                         requeue(study, frozen, "interrupted", "interrupted (KeyboardInterrupt/SIGTERM)", settings.max_retry)
             raise
-        except (SearchError, StorageError):
+        except SearchError:
+            release(owner)
             raise
         except Exception as e:
+            release(owner)
             err = storage_failure(e)
             if err is None:
                 raise
+            if "re-run" not in str(err):
+                err = StorageError(f"{err}; every completed trial is kept: re-run the same command once storage is writable")
             raise err from None
         if state == "COMPLETE":
             stats.complete += 1

@@ -61,7 +61,7 @@ class GenomeTPESampler(TPESampler):
         }
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        index = draw_index(study, trial)
+        index = draw_index(study, trial, self.branches)
         self._rng.rng.seed(int_seed_for(self.seed, index, TPE_STREAM))
         self._random_sampler._rng.rng.seed(int_seed_for(self.seed, index, UNIFORM_STREAM))
         super().before_trial(study, trial)

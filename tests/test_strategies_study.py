@@ -148,6 +148,7 @@ def _running_trial(study, owner=None, beat=None):
 
 def test_stale_detection_dead_local_process_and_missing_heartbeat():
     study = optuna.create_study(direction="maximize")
+    study.set_user_attr("branches", 1)  # the one-branch cells of _running_trial
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     mine = owner_record()
@@ -168,7 +169,7 @@ def test_stale_detection_dead_local_process_and_missing_heartbeat():
         assert trials[old.number].state == TrialState.FAIL
         assert trials[old.number].user_attrs["failure_kind"] == "stale"
         assert trials[old.number].user_attrs["failure_reason"].startswith("stale: ")
-    assert [t.number for t in pending_reruns(trials)] == [t_dead.number, t_remote_old.number]
+    assert [t.number for t in pending_reruns(trials, 1)] == [t_dead.number, t_remote_old.number]
     status = BudgetStatus.of(trials)
     assert (status.used, status.requeued, status.running, status.waiting) == (0, 2, 2, 0)
 
@@ -177,7 +178,7 @@ def test_stale_detection_dead_local_process_and_missing_heartbeat():
     frozen = study._storage.get_trial(rerun._trial_id)
     assert frozen.state == TrialState.RUNNING and frozen.params == t_dead.params
     assert frozen.user_attrs["retry_of"] == t_dead.number and frozen.system_attrs[OWNER_KEY]["pid"] == os.getpid()
-    assert [t.number for t in pending_reruns(study.get_trials(deepcopy=False))] == [t_remote_old.number]
+    assert [t.number for t in pending_reruns(study.get_trials(deepcopy=False), 1)] == [t_remote_old.number]
 
     # A re-run whose worker dies again, beyond max_retry, counts as a failed evaluation.
     study._storage.set_trial_system_attr(rerun._trial_id, OWNER_KEY, {**mine, "pid": dead.pid, "start": None})
