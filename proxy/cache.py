@@ -203,11 +203,8 @@ def _compute(dataset: SegmentationDataset, backbone_name: str, output_stride: in
 
 def _writer(dataset: SegmentationDataset, backbone_name: str, output_stride: int,
             batch_size: Optional[int], device: "torch.device | str | None", progress: bool):
-    """The store's ``write(tmp)`` for these features: compute both arrays, return the manifest's fields.
-
-    ``batch_size`` None: 1 on the CPU (measured faster per image than 8), 16 on CUDA.
-    ``device`` None: CUDA if available, else the CPU.
-    """
+    """The store's ``write(tmp)`` for these features: compute both arrays, return the manifest's
+    fields (``batch_size`` and ``device`` as in ``build_feature_cache``)."""
     key = cache_key(dataset, backbone_name, output_stride)
     dev = _resolve_device(device)
     bs = batch_size or (16 if dev.type == "cuda" else 1)

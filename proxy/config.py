@@ -32,7 +32,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class EvalConfig:
     name: str
-    scenes: str = "default"  # preset of the embedded dataset (proxy.data.SCENE_PRESETS)
+    scenes: str = "default"  # preset of the embedded dataset (proxy.scenes.SCENE_PRESETS)
     backbone: str = "lite0"
     output_stride: int = 16
     end_to_end: bool = False  # False: train the head on cached features (the proxy)

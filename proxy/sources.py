@@ -14,7 +14,7 @@ DEFAULT_REAL_SIZE = (513, 513)
 
 
 def load_datasets(spec: Optional[str], scenes_preset: str = "default", cache_dir: "str | Path | None" = None):
-    from .data import build_scenes
+    from .scenes import build_scenes
 
     spec = (spec or "scenes").strip()
     kind, _, arg = spec.partition(":")
