@@ -147,13 +147,16 @@ def _verify_file(path: Path, info: dict[str, Any], full: bool) -> tuple[int, lis
         return None
     started = time.time_ns()
     chunks, chunk_bytes, upgrade = info.get("chunk_sha256"), info.get("chunk_bytes"), None
-    if isinstance(chunks, list) and isinstance(chunk_bytes, int) and chunk_bytes > 0:
-        hash_file(path, chunk_bytes, whole=False, expected_chunks=chunks)
-    else:  # an entry of an earlier version: its whole-file digest, and a chunk table on the way
-        chunk_bytes = CHUNK_BYTES
-        digest, upgrade = hash_file(path, chunk_bytes)
-        if digest != expected:
-            raise CacheCorruptError(f"{path.name} fails its sha256 check")
+    try:
+        if isinstance(chunks, list) and isinstance(chunk_bytes, int) and chunk_bytes > 0:
+            hash_file(path, chunk_bytes, whole=False, expected_chunks=chunks)
+        else:  # an entry of an earlier version: its whole-file digest, and a chunk table on the way
+            chunk_bytes = CHUNK_BYTES
+            digest, upgrade = hash_file(path, chunk_bytes)
+            if digest != expected:
+                raise CacheCorruptError(f"{path.name} fails its sha256 check")
+    except OSError as e:  # e.g. EIO from a bad sector: as unusable as wrong bytes
+        raise CacheCorruptError(f"{path.name} is unreadable: {e}") from None
     if path.stat().st_ctime_ns == st.st_ctime_ns and started - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
         _verified[ident] = expected
     return None if upgrade is None else (chunk_bytes, upgrade)

@@ -217,7 +217,7 @@ def test_open_or_build_rebuilds_corrupt_entries_and_refuses_a_bad_build(tmp_path
 
 
 def test_sweep_spares_live_builds_and_removes_dead_ones(tmp_path):
-    import fcntl
+    fcntl = pytest.importorskip("fcntl")
 
     live, dead, young = (tmp_path / f".entry.tmp-{n}" for n in ("live", "dead", "young"))
     trash = tmp_path / ".entry.trash-1234"
