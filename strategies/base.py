@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import optuna
@@ -80,6 +80,47 @@ def completed_trials(study: Study, branches: int) -> list[FrozenTrial]:
 def ranked(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Best first (maximisation); ties go to the earlier trial."""
     return sorted(trials, key=lambda t: (-float(t.value), t.number))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One strategy setting, declared once: the sampler keyword, its bounds, its budget-scaled
+    default and its CLI flag (``strategies.run`` and ``benchmarks.compare`` generate their
+    argument groups from these; the study stores the chosen values as ``strategy_params``)."""
+
+    name: str  # the sampler's keyword argument
+    kind: type  # int | float | bool
+    help: str
+    default: Callable[[int, Mapping[str, Any]], Any]  # (budget, explicit settings) -> value
+    low: float | None = None
+    high: float | None = None
+    flag: str | None = None  # e.g. "--population"; None: API only
+
+    def check(self, value: Any) -> Any:
+        """The value as ``kind``, or a one-line ValueError that states the bounds."""
+        ok = not isinstance(value, bool) or self.kind is bool
+        if ok and self.kind is int:
+            ok = isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())
+        elif ok and self.kind is float:
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
+        elif ok and self.kind is bool:
+            ok = isinstance(value, bool)
+        if ok and self.kind is not bool:
+            value = self.kind(value)
+            ok = (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        if not ok:
+            raise ValueError(f"setting {self.name} must be {self.expected()}, got {value!r}")
+        return value
+
+    def expected(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{what} in [{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{what} >= {self.low:g}"
+        return what
 
 
 @dataclass

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial
 from dpc.genome import DEFAULT_BRANCHES, Genome
 from dpc.mutation import mutate
 
-from .base import GenomeSampler, Proposal
+from .base import GenomeSampler, Proposal, Setting
 from .space import genome_of
 
 if not hasattr(creator, "DpcFitnessMax"):
@@ -83,8 +83,16 @@ def make_toolbox(tournament: int) -> base.Toolbox:
     return toolbox
 
 
-class EvolutionSampler(GenomeSampler):
+class EvolutionGenomeSampler(GenomeSampler):
     strategy = "evolution"
+    SETTINGS = (
+        Setting("population", int, "population P (default budget//5 in [10, 100])",
+                lambda budget, chosen: default_population(budget), low=1, high=1_000_000, flag="--population"),
+        Setting("tournament", int, "tournament size S (default ceil(P/4), >= 2, <= P)",
+                lambda budget, chosen: min(int(chosen.get("population") or default_population(budget)),
+                                           default_tournament(int(chosen.get("population") or default_population(budget)))),
+                low=1, high=1_000_000, flag="--tournament"),
+    )
 
     def __init__(self, seed: int = 0, branches: int = DEFAULT_BRANCHES, population: int = 10, tournament: int = 3) -> None:
         super().__init__(seed, branches)

@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial
 from dpc.genome import DEFAULT_BRANCHES
 from dpc.mutation import mutate
 
-from .base import GenomeSampler, Proposal, ranked
+from .base import GenomeSampler, Proposal, Setting, ranked
 from .space import genome_of
 
 DEFAULT_P_RANDOM = 0.5
@@ -26,8 +26,14 @@ def default_top_k(budget: int) -> int:
     return max(1, min(10, budget // 10))
 
 
-class LocalSearchSampler(GenomeSampler):
+class LocalGenomeSampler(GenomeSampler):
     strategy = "local"
+    SETTINGS = (
+        Setting("p_random", float, "probability of a uniform sample (default 0.5)",
+                lambda budget, chosen: DEFAULT_P_RANDOM, low=0.0, high=1.0, flag="--p-random"),
+        Setting("top_k", int, "parents come from the k best trials (default min(10, budget//10), >= 1)",
+                lambda budget, chosen: default_top_k(budget), low=1, high=1_000_000, flag="--top-k"),
+    )
 
     def __init__(self, seed: int = 0, branches: int = DEFAULT_BRANCHES, p_random: float = DEFAULT_P_RANDOM, top_k: int = 10) -> None:
         super().__init__(seed, branches)

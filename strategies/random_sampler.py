@@ -10,6 +10,7 @@ class RandomGenomeSampler(GenomeSampler):
     """Each branch's input uniform over its b + 1 choices, its op uniform over the 81."""
 
     strategy = "random"
+    SETTINGS = ()
 
     def propose(self, completed: list[FrozenTrial], index: int, trial: FrozenTrial) -> Proposal:
         return Proposal(self.uniform(index), "random")

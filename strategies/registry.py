@@ -1,4 +1,5 @@
-"""The four strategies by name: their samplers and their budget-scaled default settings."""
+"""The strategies by name. A new strategy is one file (its sampler, with its ``SETTINGS``)
+plus one line here; the CLIs' flags and the budget-scaled defaults come from ``SETTINGS``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,42 +9,35 @@ from optuna.samplers import BaseSampler
 
 from dpc.genome import DEFAULT_BRANCHES
 
-from .evolution import EvolutionSampler, default_population, default_tournament
-from .local import DEFAULT_P_RANDOM, LocalSearchSampler, default_top_k
+from .base import Setting
+from .evolution import EvolutionGenomeSampler
+from .local import LocalGenomeSampler
 from .random_sampler import RandomGenomeSampler
-from .tpe import DEFAULT_EI_CANDIDATES, DEFAULT_STARTUP, GenomeTPESampler
+from .tpe import TPEGenomeSampler
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str
     summary: str
-    sampler: Callable[..., BaseSampler]  # (seed=, branches=, **params)
-    defaults: Callable[[int, Mapping[str, Any]], dict[str, Any]]  # (budget, explicit) -> params
+    sampler: Callable[..., BaseSampler]  # (seed=, branches=, **settings); its SETTINGS declare them
 
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        return tuple(getattr(self.sampler, "SETTINGS", ()))
 
-def _evolution_defaults(budget: int, explicit: Mapping[str, Any]) -> dict[str, Any]:
-    population = int(explicit.get("population") or default_population(budget))
-    return {"population": population, "tournament": min(population, default_tournament(population))}
+    def defaults(self, budget: int, explicit: Mapping[str, Any]) -> dict[str, Any]:
+        return {s.name: s.default(budget, explicit) for s in self.settings}
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "random": Strategy("random", "uniform over the space", RandomGenomeSampler, lambda b, e: {}),
-    "local": Strategy(
-        "local",
-        "Vizier-style random search with local perturbation (Chen et al. 2018)",
-        LocalSearchSampler,
-        lambda b, e: {"p_random": DEFAULT_P_RANDOM, "top_k": default_top_k(b)},
-    ),
-    "evolution": Strategy(
-        "evolution", "regularized (aging) evolution (Real et al. 2019)", EvolutionSampler, _evolution_defaults
-    ),
-    "tpe": Strategy(
-        "tpe",
-        "Optuna's multivariate, grouped TPE with constant liar",
-        GenomeTPESampler,
-        lambda b, e: {"n_startup_trials": DEFAULT_STARTUP, "n_ei_candidates": DEFAULT_EI_CANDIDATES, "constant_liar": True},
-    ),
+    s.name: s
+    for s in (
+        Strategy("random", "uniform over the space", RandomGenomeSampler),
+        Strategy("local", "Vizier-style random search with local perturbation (Chen et al. 2018)", LocalGenomeSampler),
+        Strategy("evolution", "regularized (aging) evolution (Real et al. 2019)", EvolutionGenomeSampler),
+        Strategy("tpe", "Optuna's multivariate, grouped TPE with constant liar", TPEGenomeSampler),
+    )
 }
 
 
@@ -53,14 +47,25 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
+def all_settings() -> dict[str, Setting]:
+    """Every strategy's settings by name (a name shared by two strategies is one setting)."""
+    out: dict[str, Setting] = {}
+    for strategy in STRATEGIES.values():
+        for s in strategy.settings:
+            out.setdefault(s.name, s)
+    return out
+
+
 def strategy_params(name: str, budget: int, explicit: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults for ``budget`` overridden by ``explicit``; unknown keys are an error."""
+    """Defaults for ``budget`` overridden by ``explicit``; unknown keys and bad values are an error."""
     strategy = get_strategy(name)
+    declared = {s.name: s for s in strategy.settings}
     explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
-    params = strategy.defaults(budget, explicit)
-    unknown = sorted(set(explicit) - set(params))
+    unknown = sorted(set(explicit) - set(declared))
     if unknown:
-        raise ValueError(f"strategy {name!r} takes no setting {', '.join(unknown)} (it takes: {', '.join(params) or 'none'})")
+        raise ValueError(f"strategy {name!r} takes no setting {', '.join(unknown)} (it takes: {', '.join(declared) or 'none'})")
+    explicit = {k: declared[k].check(v) for k, v in explicit.items()}
+    params = strategy.defaults(budget, explicit)
     params.update(explicit)
     return params
 

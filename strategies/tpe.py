@@ -19,14 +19,22 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dpc.genome import DEFAULT_BRANCHES
 
-from .base import FIXED_PARAMS_KEY, TPE_STREAM, UNIFORM_STREAM, check_seed, draw_index, int_seed_for
+from .base import FIXED_PARAMS_KEY, TPE_STREAM, Setting, UNIFORM_STREAM, check_seed, draw_index, int_seed_for
 
 DEFAULT_STARTUP = 10  # Optuna's default n_startup_trials
 DEFAULT_EI_CANDIDATES = 24  # Optuna's default n_ei_candidates
 
 
-class GenomeTPESampler(TPESampler):
+class TPEGenomeSampler(TPESampler):
     strategy = "tpe"
+    SETTINGS = (
+        Setting("n_startup_trials", int, "random trials before TPE (default 10, Optuna's)",
+                lambda budget, chosen: DEFAULT_STARTUP, low=0, high=1_000_000, flag="--tpe-startup"),
+        Setting("n_ei_candidates", int, "candidates scored per draw (Optuna's default 24)",
+                lambda budget, chosen: DEFAULT_EI_CANDIDATES, low=1, high=100_000),
+        Setting("constant_liar", bool, "count running trials as bad (parallel workers)",
+                lambda budget, chosen: True),
+    )
 
     def __init__(
         self,

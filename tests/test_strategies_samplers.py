@@ -11,7 +11,7 @@ from dpc.genome import Genome
 from dpc.mutation import neighbours
 from dpc.ops import NUM_OPS, OP_NAMES
 from strategies import STRATEGIES, make_sampler, search, search_space
-from strategies.evolution import EvolutionSampler, default_population, default_tournament
+from strategies.evolution import EvolutionGenomeSampler, default_population, default_tournament
 from strategies.local import default_top_k
 from strategies.random_sampler import RandomGenomeSampler
 from strategies.registry import strategy_params
@@ -130,10 +130,10 @@ def test_evolution_first_p_random_then_tournament_over_last_p_completed():
 
 
 def test_evolution_uses_a_deap_toolbox():
-    sampler = EvolutionSampler(seed=0, population=10, tournament=3)
+    sampler = EvolutionGenomeSampler(seed=0, population=10, tournament=3)
     assert hasattr(sampler.toolbox, "select") and hasattr(sampler.toolbox, "mutate")
     with pytest.raises(ValueError, match="tournament"):
-        EvolutionSampler(population=5, tournament=6)
+        EvolutionGenomeSampler(population=5, tournament=6)
 
 
 def test_tpe_random_startup_then_model():
