@@ -15,7 +15,7 @@ import numpy as np
 
 from .cost import cell_cost
 from .genome import FEATURES, MAX_BRANCHES, Genome, space_size
-from .ops import NUM_OPS, brief
+from .ops import NUM_OPS, brief, printable
 from .mutation import sample_genome
 from .zoo import ZOO, load_cell
 
@@ -44,7 +44,7 @@ PROG = "python -m dpc"
 MAX_SIDE = 100_000  # feature map height/width
 MAX_CHANNELS = 100_000
 MAX_SAMPLES = 100_000  # -n of sample
-MAX_SAMPLED_BRANCHES = 1_000_000  # -n x --branches of sample (about 10 s)
+MAX_SAMPLED_BRANCHES = 100_000  # -n x --branches of sample (about 1 s)
 MAX_SEED = 2**64 - 1
 
 
@@ -52,7 +52,7 @@ class OneLineParser(argparse.ArgumentParser):
     """Bad arguments -> one line on stderr and exit status 2, not usage plus error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see --help)\n")
 
 
 def bounded_int(lo: int, hi: int, what: str, hi_text: str | None = None) -> Callable[[str], int]:

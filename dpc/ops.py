@@ -58,6 +58,12 @@ FAMILIES: tuple[OpKind, ...] = ("conv1x1", "sep3x3", "pool")
 _NAME_RE = re.compile(r"^(sep3x3|pool)_([0-9]+)x([0-9]+)$")
 
 
+def printable(text: str) -> str:
+    """``text`` on one line: control characters and line separators (which ``splitlines``
+    also splits on, e.g. \\x1e) written as escapes."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def brief(value: object, limit: int = 60) -> str:
     """``repr(value)`` for an error message: one line, at most ``limit`` characters, and safe
     for values whose repr itself fails (integers of thousands of digits, deeply nested lists)."""

@@ -30,7 +30,7 @@ from typing import Any, Callable, NoReturn
 from optuna.trial import TrialState
 
 from dpc.genome import MAX_BRANCHES
-from dpc.ops import brief
+from dpc.ops import brief, printable
 
 from .registry import STRATEGIES
 
@@ -48,7 +48,7 @@ class OneLineParser(argparse.ArgumentParser):
     """Bad flags -> one line on stderr (and exit status 2), not usage plus error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+        self.exit(2, f"{PROG}: error: {printable(message)} (see --help)\n")
 
 
 _INT_RE = re.compile(r"\s*[+-]?[0-9]{1,30}\s*", re.ASCII)
@@ -125,6 +125,7 @@ def out_dir_problem(path: str, flag: str = "--out-dir") -> str | None:
         return f"{flag} {brief(path, 60)} contains a NUL character"
     p = Path(path or ".")
     try:
+        os.fsencode(path)  # lone surrogates: exists() says False, but nothing could be created there
         if p.exists():
             if not p.is_dir():
                 return f"{flag} {brief(path, 60)} exists and is not a directory"
@@ -140,6 +141,8 @@ def out_dir_problem(path: str, flag: str = "--out-dir") -> str | None:
             return f"{flag} {brief(path, 60)} cannot be created: {brief(str(parent), 60)} is not writable"
     except OSError as e:  # a name too long, a symlink loop, ...
         return f"{flag} {brief(path, 60)}: {e.strerror or e}"
+    except ValueError:  # a name the file system cannot encode (lone surrogates)
+        return f"{flag} {brief(path, 60)} is not a valid file name"
     return None
 
 
@@ -288,6 +291,9 @@ def summary(result, out_dir: str, elapsed: float) -> tuple[list[str], int]:
         path.write_text(genome.to_json() + "\n")
     except OSError as e:  # the folder was checked before the search; it may have changed since
         lines.append(f"{PROG}: error: cannot write {path}: {e.strerror or e} (the study holds every result)")
+        return lines, 1
+    except ValueError as e:  # a file name the file system cannot encode
+        lines.append(f"{PROG}: error: cannot write {brief(str(path), 80)}: {e}")
         return lines, 1
     lines.append(f"{'json':<10} {path}")
     return lines, 0
