@@ -1,9 +1,12 @@
-"""ProxyEvaluator: score a genome by training only the cell on cached backbone features.
+"""ProxyEvaluator: score a head by training only the head on cached backbone features.
 
 No Optuna here: ``ProxyEvaluator("cpu").evaluate(genome)`` works from any NAS code.
+A head is a DPC genome or, for another search space, a factory ``in_channels -> nn.Module``
+whose module gives ``evaluator.head_channels`` channels at the feature size (``proxy.head``):
+both go through the same cache, training loop, mIOU and ``EvalResult``.
 The dataset and the feature cache are built once (``prepare``) and shared by every
-evaluation of the process; a failed evaluation (NaN loss, GPU out of memory) raises an
-``EvaluationError`` and leaves the evaluator usable for the next genome.
+evaluation of the process; a failed evaluation (NaN loss, GPU out of memory, a head of the
+wrong output shape) raises an ``EvaluationError`` and leaves the evaluator usable.
 """
 from __future__ import annotations
 
@@ -15,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from dpc.cost import cell_cost
 from dpc.genome import Genome
 
 from .config import EvalConfig, get_config
 from .errors import GPUOutOfMemoryError
+from .head import Head, build_head, head_cost
 from .result import EvalResult
 from .train import ProgressCallback, SegmentationHead, Split, train_and_evaluate
 
@@ -73,26 +76,38 @@ class _Evaluator:
     def _load_splits(self) -> tuple[Split, Split]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _build_model(self, genome: Genome) -> tuple[nn.Module, list[dict]]:  # pragma: no cover
+    def _build_model(self, head: nn.Module) -> tuple[nn.Module, list[dict]]:  # pragma: no cover
+        """The trained model around ``head`` (classifier, backbone for the full task) and its param groups."""
         raise NotImplementedError
 
-    def evaluate(self, genome: Genome, seed: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> EvalResult:
+    @property
+    def head_channels(self) -> int:
+        """Channels a head must output (the classifier's input): ``config.concat_channels``."""
+        return self.config.concat_channels
+
+    def evaluate(self, head: Head, seed: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> EvalResult:
+        """Train ``head`` (a Genome, or a factory ``in_channels -> nn.Module``) and score it.
+
+        For a factory, ``result.genome`` is None; ``params``/``flops`` are measured on its module
+        (``proxy.head``). A module of the wrong output shape raises ``HeadError`` before training.
+        """
         self.prepare()
         cfg = self.config
         seed = cfg.seed if seed is None else int(seed)
         torch.manual_seed(seed)
-        model = None
+        model = module = None
         try:
-            model, groups = self._build_model(genome)
+            module = build_head(head, self.in_channels, cfg).to(self.device)
+            cost = head_cost(head, module, self.in_channels, self.feature_size, cfg, self.device)
+            model, groups = self._build_model(module)
             outcome = train_and_evaluate(model, groups, self._train, self._val, self.num_classes, cfg, seed, callback)
         except torch.OutOfMemoryError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
             raise GPUOutOfMemoryError(f"out of memory on {self.device} with batch {cfg.batch_size}: {first}") from None
         finally:
-            del model
+            del model, module
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-        cost = cell_cost(genome, self.in_channels, *self.feature_size, cfg.channels, cfg.concat_channels)
         return EvalResult(
             miou=outcome.miou,
             per_class_iou=outcome.per_class_iou,
@@ -106,7 +121,7 @@ class _Evaluator:
             seed=seed,
             config=cfg.name,
             config_hash=cfg.hash(),
-            genome=str(genome),
+            genome=str(head) if isinstance(head, Genome) else None,
         )
 
     __call__ = evaluate
@@ -134,6 +149,6 @@ class ProxyEvaluator(_Evaluator):
         self.feature_size = tuple(splits[0].inputs.shape[-2:])
         return splits[0], splits[1]
 
-    def _build_model(self, genome: Genome) -> tuple[nn.Module, list[dict]]:
-        model = SegmentationHead(genome, self.in_channels, self.num_classes, self.config).to(self.device)
+    def _build_model(self, head: nn.Module) -> tuple[nn.Module, list[dict]]:
+        model = SegmentationHead(head, self.in_channels, self.num_classes, self.config).to(self.device)
         return model, [{"params": list(model.parameters())}]

@@ -5,6 +5,8 @@ Lite0) is fine-tuned end to end together with the cell on the images themselves,
 random crops (DeepLab trains on crops too) and a larger budget; mIOU is measured on
 whole validation images at full resolution. The backbone's BN statistics stay frozen
 (batch 4 is too small to re-estimate them) while its weights train at a reduced rate.
+Like the proxy it takes a genome or a head factory (``proxy.head``); a head's cost is
+measured at the backbone's feature size for a whole validation image.
 """
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ import logging
 import numpy as np
 import torch
 from torch import nn
-
-from dpc.genome import Genome
 
 from .evaluator import _Evaluator
 from .train import SegmentationHead, Split
@@ -73,9 +73,9 @@ class FullEvaluator(_Evaluator):
         self.feature_size = tuple(probe.shape[-2:])
         return splits[0], splits[1]
 
-    def _build_model(self, genome: Genome) -> tuple[nn.Module, list[dict]]:
+    def _build_model(self, head: nn.Module) -> tuple[nn.Module, list[dict]]:
         self._backbone.load_state_dict(self._backbone_state)
-        head = SegmentationHead(genome, self.in_channels, self.num_classes, self.config)
+        head = SegmentationHead(head, self.in_channels, self.num_classes, self.config)
         model = EndToEnd(self._backbone, head).to(self.device)
         groups = [
             {"params": list(model.backbone.parameters()), "lr": self.config.lr * self.config.backbone_lr_mult},

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass(frozen=True)
 class EvalResult:
     miou: float
     per_class_iou: list[float]  # NaN where a class is absent from truth and prediction
-    params: int  # trainable parameters of the cell (dpc.cell_cost)
-    flops: int  # FLOPs of the cell for one image at the evaluated feature size
+    params: int  # trainable parameters of the head, classifier excluded (dpc.cell_cost; counted for a module)
+    flops: int  # FLOPs of the head for one image at the evaluated feature size (measured for a module)
     train_seconds: float
     eval_seconds: float
     iterations: int
@@ -19,7 +20,7 @@ class EvalResult:
     seed: int
     config: str  # config name
     config_hash: str
-    genome: str
+    genome: Optional[str]  # the genome string; None for a head that is not a DPC genome (proxy.head)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -1,8 +1,9 @@
 """One training run of a segmentation model for a fixed iteration budget, then mIOU.
 
-The same loop serves the proxy (inputs = cached backbone features, model = cell +
-classifier) and the full task (inputs = images, model = backbone + cell + classifier):
+The same loop serves the proxy (inputs = cached backbone features, model = head +
+classifier) and the full task (inputs = images, model = backbone + head + classifier):
 only the ``Split.prepare`` function that turns stored inputs into model inputs differs.
+The head is a DPC cell or any module (``proxy.head``); the loop does not know which.
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpc.cell import DensePredictionCell
 from dpc.genome import Genome
 
 from .config import EvalConfig
 from .errors import NaNLossError
+from .head import build_head
 from .metrics import IGNORE_INDEX, confusion_matrix, iou_per_class, mean_iou
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,16 @@ ProgressCallback = Callable[[int, float], None]
 
 
 class SegmentationHead(nn.Module):
-    """The searched cell plus the 1x1 classifier that DeepLab puts after it."""
+    """A head plus the 1x1 classifier that DeepLab puts after the cell.
 
-    def __init__(self, genome: Genome, in_channels: int, num_classes: int, cfg: EvalConfig):
+    ``head`` is a genome (built as the DPC cell), a head factory ``in_channels -> nn.Module``
+    (``proxy.head``), or a module already built; its output must have ``cfg.concat_channels``
+    channels. The head is built before the classifier (the order the seeded weights follow).
+    """
+
+    def __init__(self, head: "Genome | nn.Module | Callable[[int], nn.Module]", in_channels: int, num_classes: int, cfg: EvalConfig):
         super().__init__()
-        self.cell = DensePredictionCell(
-            genome, in_channels, cfg.channels, cfg.concat_channels, cfg.dropout, cfg.rate_multiplier
-        )
+        self.cell = head if isinstance(head, nn.Module) else build_head(head, in_channels, cfg)
         self.classifier = nn.Conv2d(cfg.concat_channels, num_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

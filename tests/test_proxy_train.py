@@ -21,9 +21,9 @@ def toy_split(n, seed, noise=0.5):
     return Split(feats.half(), big.to(torch.uint8))
 
 
-def run(cfg=CFG, seed=0, callback=None, train=None):
+def run(cfg=CFG, seed=0, callback=None, train=None, head=None):
     torch.manual_seed(seed)
-    model = SegmentationHead(zoo_cell("aspp"), 6, 3, cfg)
+    model = SegmentationHead(zoo_cell("aspp") if head is None else head, 6, 3, cfg)
     return train_and_evaluate(model, [{"params": list(model.parameters())}], train or toy_split(16, 1), toy_split(8, 2), 3, cfg, seed, callback)
 
 
@@ -31,6 +31,13 @@ def test_learns_a_separable_task():
     out = run()
     assert out.miou > 0.6 and out.iterations == 30 and len(out.per_class_iou) == 3
     assert out.train_seconds > 0 and out.eval_seconds > 0
+
+
+def test_learns_with_a_head_that_is_not_a_cell():
+    out = run(head=lambda c: torch.nn.Sequential(torch.nn.Conv2d(c, 8, 3, padding=1), torch.nn.ReLU()))
+    assert out.miou > 0.6
+    model = SegmentationHead(torch.nn.Identity(), 8, 3, CFG)  # a module already built is used as is
+    assert isinstance(model.cell, torch.nn.Identity) and model(torch.zeros(1, 8, 5, 5)).shape == (1, 3, 5, 5)
 
 
 def test_same_seed_same_result_different_seed_differs():
