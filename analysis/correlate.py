@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .load import AnalysisError, TrialRecord, best_complete, load_experiment_searches, load_study, open_storage
+from .load import AnalysisError, TrialRecord, best_complete, load_experiment_searches, load_study, read_storage
 from .stats import METHODS, correlations, top_k_precision
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,9 @@ def plot(report: CorrelationReport, out: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
-    from .evaluate import Cell, evaluate_cells
+    from .cells import Cell, evaluate_cells
 
-    storage = open_storage(args.storage)
+    storage = read_storage(args.storage)
     if args.study:
         srec, recs = load_study(storage, args.study)
         source, configs, n_complete = args.study, {srec.config}, srec.n_complete

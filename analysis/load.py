@@ -29,32 +29,16 @@ class AnalysisError(ValueError):
     """Bad input to an analysis (missing storage, unknown or empty study): one-line message."""
 
 
-def open_storage(spec: str | Path | BaseStorage, create: bool = False) -> BaseStorage:
-    """A URL (``sqlite:///x.db``, ``postgresql://...``) or the path of a journal file.
-
-    Journal files are Optuna's recommended storage for parallel workers on one machine.
-    With ``create=False`` a missing file is an error rather than a silently empty study.
-    """
+def read_storage(spec: str | Path | BaseStorage, create: bool = False) -> BaseStorage:
+    """The storage a URL or journal path names, opened by ``strategies.storage.open_storage``
+    (the workers' opener: crash-safe journal, database drivers); with ``create=False`` a missing
+    file is an ``AnalysisError`` rather than a silently empty study."""
     if isinstance(spec, BaseStorage):
         return spec
-    text = str(spec)
-    if "://" in text:
-        if text.startswith("sqlite:///") and not create and not Path(text[len("sqlite:///"):]).exists():
-            raise AnalysisError(f"storage {text!r} not found")
-        # the same URL handling as the workers (e.g. psycopg2 for plain postgresql:// URLs)
-        from strategies.storage import StorageError, open_storage as open_worker_storage
+    from strategies.storage import StorageError, open_storage
 
-        try:
-            return open_worker_storage(text).storage
-        except StorageError as e:
-            raise AnalysisError(str(e)) from None
-    path = Path(text)
-    if not create and not path.is_file():
-        raise AnalysisError(f"storage file {text!r} not found")
-    from strategies.storage import StorageError, open_storage as open_worker_storage
-
-    try:  # the workers' crash-safe journal: a damaged tail is set aside, not a traceback
-        return open_worker_storage(path).storage
+    try:
+        return open_storage(spec, must_exist=not create).storage
     except StorageError as e:
         raise AnalysisError(str(e)) from None
 
@@ -157,7 +141,7 @@ def _genome_string(t: FrozenTrial) -> str | None:
 
 
 def study_names(storage: str | Path | BaseStorage) -> list[str]:
-    st = open_storage(storage)
+    st = read_storage(storage)
     return sorted(s.study_name for s in st.get_all_studies())
 
 
@@ -206,7 +190,7 @@ def trial_records(name: str, trials: Iterable[FrozenTrial], strategy: str | None
 
 
 def load_study(storage: str | Path | BaseStorage, name: str) -> tuple[StudyRecord, list[TrialRecord]]:
-    st = open_storage(storage)
+    st = read_storage(storage)
     try:
         study = optuna.load_study(study_name=name, storage=st)
     except KeyError:
@@ -219,7 +203,7 @@ def load_study(storage: str | Path | BaseStorage, name: str) -> tuple[StudyRecor
 
 def load_all(storage: str | Path | BaseStorage, names: Iterable[str] | None = None) -> tuple[list[StudyRecord], list[TrialRecord]]:
     """Every study in the storage (or the named ones) and all their trials."""
-    st = open_storage(storage)
+    st = read_storage(storage)
     studies, records = [], []
     for name in names if names is not None else study_names(st):
         s, r = load_study(st, name)
@@ -239,7 +223,7 @@ def experiment_names(studies: Iterable[StudyRecord]) -> list[str]:
 
 def load_experiment_searches(storage: str | Path | BaseStorage, experiment: str) -> tuple[list[StudyRecord], list[TrialRecord]]:
     """The search studies ``{experiment}-{strategy}-seed{seed}`` of a storage and their trials."""
-    st = open_storage(storage)
+    st = read_storage(storage)
     studies, records = load_all(st)
     chosen = [s for s in studies if is_search(s) and s.experiment == experiment]
     if not chosen:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .load import AnalysisError, StudyRecord, TrialRecord, best_complete, experiment_names, is_search, load_all, open_storage
+from .load import AnalysisError, StudyRecord, TrialRecord, best_complete, experiment_names, is_search, load_all, read_storage
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Experiment:
 
 def load_experiment(storage, experiment: str | None = None) -> Experiment:
     """Split a storage's studies into one experiment's searches, references and correlations."""
-    st = open_storage(storage)
+    st = read_storage(storage)
     studies, records = load_all(st)
     if not studies:
         raise AnalysisError("the storage holds no study")

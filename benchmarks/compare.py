@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
     import strategies
     from strategies.objectives import resolve_objective
 
-    from analysis.evaluate import Cell, evaluate_cells
+    from analysis.cells import Cell, evaluate_cells
     from dpc.zoo import zoo_cell
 
     obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed)

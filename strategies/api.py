@@ -1,23 +1,24 @@
 """``strategies.search(objective, strategy=..., budget=..., seed=...)``: the CLI as a function."""
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from dpc.genome import DEFAULT_BRANCHES, Genome
+from dpc.genome import Genome
 
+from . import workers as _workers
 from .base import check_seed
 from .interrupts import deferred_interrupts
 from .objectives import Objective, resolve_objective
 from .registry import get_strategy, strategy_params as default_params
+from .settings import SearchSettings
 from .storage import StorageHandle, in_memory, open_storage
-from .study import BudgetStatus, WorkerSettings, budget_status, open_study, run_worker
-from . import workers as _workers
+from .study import BudgetStatus, budget_status, open_study, run_worker
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class SearchResult:
     strategy_params: dict[str, Any]
     metric: str = "value"
     objective: Objective | None = field(default=None, repr=False)
+    settings: SearchSettings | None = field(default=None, repr=False)
 
     @property
     def best_trial(self) -> FrozenTrial | None:
@@ -50,91 +52,86 @@ class SearchResult:
 
 
 def search(
-    objective: str | Callable[..., Any] | Objective,
-    strategy: str = "random",
+    objective: str | Callable[..., Any] | Objective | None = None,
+    strategy: str | None = None,
     budget: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     *,
-    storage: str | os.PathLike | None = None,
-    study_name: str | None = None,
-    experiment: str | None = None,
-    strategy_params: Mapping[str, Any] | None = None,
-    dedupe: bool = False,
-    branches: int = DEFAULT_BRANCHES,
-    config: str | None = None,
-    eval_seed: int | None = None,
-    cache_dir: str | None = None,
-    workers: int = 1,
-    threads: int | None = None,
-    heartbeat: float = 10.0,
-    grace: float = 60.0,
-    max_retry: int = 2,
-    poll: float = 1.0,
-    max_consecutive_failures: int = 10,
-    command: str | None = None,
+    settings: SearchSettings | None = None,
     on_progress: Callable[[BudgetStatus], None] | None = None,
     on_start: Callable[[optuna.Study, StorageHandle, bool, dict[str, Any]], None] | None = None,
+    **kwargs: Any,
 ) -> SearchResult:
     """Run (or resume) a study of ``budget`` trials of ``strategy`` on ``objective``.
 
     ``objective``: a callable ``genome -> float | result``, or a spec string (``"proxy"``,
-    ``"full"``, ``"synthetic[:NAME,...]"``, ``"module:callable"``); ``workers > 1`` needs a
-    spec string and a persistent ``storage`` (the workers are processes that rebuild it).
-    ``storage``: None (in memory), a journal file path or an Optuna RDB URL. Strategy
-    settings not in ``strategy_params`` get the budget-scaled defaults of ``strategies.registry``.
+    ``"full"``, ``"synthetic[:NAME,...]"``, ``"module:callable"``). Every other setting is a
+    field of ``SearchSettings`` (``storage``, ``workers``, ``dataset``, ``strategy_params``,
+    ...), given as ``settings=`` and/or keyword arguments. ``workers > 1`` needs a spec string
+    and a persistent ``storage``: the workers are processes that rebuild both from the settings.
+    Strategy settings not in ``strategy_params`` get the budget-scaled defaults of their
+    declarations (``Setting`` on each sampler).
     """
-    seed = check_seed(seed)
-    get_strategy(strategy)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if branches < 1:
-        raise ValueError(f"branches must be >= 1, got {branches}")
-    obj = resolve_objective(objective, config=config, eval_seed=eval_seed, cache_dir=cache_dir, threads=threads)
-    budget = obj.default_budget if budget is None else int(budget)
-    settings = WorkerSettings(budget, dedupe, heartbeat, grace, max_retry, poll, max_consecutive_failures)
-    explicit = {k: v for k, v in dict(strategy_params or {}).items() if v is not None}
-    params = default_params(strategy, budget, explicit)
-    get_strategy(strategy).sampler(seed=seed, branches=branches, **params)  # validate before touching storage
-    if workers > 1 and obj.spec.startswith("python:"):
+    changes = {k: v for k, v in {"strategy": strategy, "budget": budget, "seed": seed}.items() if v is not None}
+    if isinstance(objective, str):
+        changes["objective"] = objective
+    if seed is not None:
+        check_seed(seed)
+    if "study_name" in kwargs:  # the name Optuna's create_study uses
+        kwargs["study"] = kwargs.pop("study_name")
+    base = dataclasses.asdict(settings or SearchSettings())
+    s = SearchSettings.of(**{**base, **kwargs, **changes})  # only what is given overrides ``settings``
+    strategy_entry = get_strategy(s.strategy)
+    obj = resolve_objective(objective if objective is not None and not isinstance(objective, str) else s.objective,
+                            config=s.config, eval_seed=s.eval_seed, cache_dir=s.cache_dir, threads=s.threads,
+                            dataset=s.dataset)
+    s = s.replace(objective=obj.spec, budget=obj.default_budget if s.budget is None else s.budget,
+                  experiment=s.experiment or obj.name)
+    params = default_params(s.strategy, s.budget, s.strategy_params)
+    strategy_entry.sampler(seed=s.seed, branches=s.branches, **params)  # validate before touching storage
+    if s.workers > 1 and obj.spec.startswith("python:"):
         raise ValueError("workers > 1 needs an objective spec string (the workers are processes that rebuild it)")
-    if workers > 1 and in_memory(storage):
+    if s.workers > 1 and in_memory(s.storage):
         raise ValueError(f"workers > 1 needs a storage every worker process can open (a journal file or a database "
-                         f"URL); {storage or 'in memory'!s} is private to one process, so their results would be lost")
-    experiment = experiment or obj.name
-    name = study_name or default_study_name(experiment, strategy, seed)
-    handle = open_storage(storage)
+                         f"URL); {s.storage or 'in memory'!s} is private to one process, so their results would be lost")
+    name = s.study or default_study_name(s.experiment, s.strategy, s.seed)
+    handle = open_storage(s.storage)
     attrs = {
-        "strategy": strategy, "seed": seed, "budget": budget, "objective": obj.spec, "config": obj.config,
-        "branches": branches, "command": command or _api_command(strategy, budget, seed, obj.spec),
+        "strategy": s.strategy, "seed": s.seed, "budget": s.budget, "objective": obj.spec, "config": obj.config,
+        "branches": s.branches, "command": s.command or _api_command(s, obj.spec),
     }
+    if s.dataset is not None:
+        attrs["dataset"] = s.dataset
     with deferred_interrupts(), handle.lock(name):  # workers starting together agree on one study
-        study, params = open_study(handle, name, attrs, params, explicit)
+        study, params = open_study(handle, name, attrs, params, s.strategy_params)
     resumed = budget_status(study).used > 0
-    sampler = get_strategy(strategy).sampler(seed=seed, branches=branches, **params)
+    sampler = strategy_entry.sampler(seed=s.seed, branches=s.branches, **params)
     study = optuna.load_study(study_name=name, storage=handle.storage, sampler=sampler)
     if on_start is not None:
         on_start(study, handle, resumed, params)
     obj.prepare()  # dataset and feature cache once, before any worker forks
-    if workers == 1:
-        run_worker(study, handle, obj, settings, branches, on_progress)
+    if s.workers == 1:
+        run_worker(study, handle, obj, s, s.budget, on_progress)
     else:
-        n_gpus = _workers.gpu_count(obj.spec)
-        argvs = [
-            _workers.cli_argv(
-                {
-                    "strategy": strategy, "objective": obj.spec, "config": obj.config, "budget": budget, "seed": seed,
-                    "study": name, "storage": str(storage), "branches": branches, "eval_seed": eval_seed,
-                    "cache_dir": cache_dir, "heartbeat": heartbeat, "grace": grace, "max_retry": max_retry,
-                    "poll": poll, "threads": threads or _workers.threads_per_worker(workers), "worker_index": i,
-                },
-                flags=["dedupe"] if dedupe else [],
-            )
-            for i in range(workers)
-        ]
-        envs = [_workers.worker_env(i, n_gpus) for i in range(workers)]
-        _workers.launch(argvs, envs, lambda: budget_status(study), on_progress, poll=min(poll, 1.0))
-    return SearchResult(study, handle.display, budget_status(study), params, obj.metric, obj)
+        worker = s.replace(study=name, workers=1, threads=s.threads or _workers.threads_per_worker(s.workers))
+        _workers.launch(worker, s.workers, _workers.gpu_count(obj.spec), lambda: budget_status(study), on_progress,
+                        poll=min(s.poll, 1.0))
+    return SearchResult(study, handle.display, budget_status(study), params, obj.metric, obj, s)
 
 
-def _api_command(strategy: str, budget: int, seed: int, objective: str) -> str:
-    return f"strategies.search({objective!r}, strategy={strategy!r}, budget={budget}, seed={seed})"
+def _api_command(s: SearchSettings, objective: str) -> str:
+    return f"strategies.search({objective!r}, strategy={s.strategy!r}, budget={s.budget}, seed={s.seed})"
+
+
+def run_queue(settings: SearchSettings, on_progress: Callable[[BudgetStatus], None] | None = None) -> BudgetStatus:
+    """A worker of a queue study (``settings.strategy`` None): evaluate its enqueued cells and the
+    re-runs of dead workers' trials until none is left; the study already exists."""
+    if settings.study is None or settings.storage is None:
+        raise ValueError("a queue worker needs settings.study and a persistent settings.storage")
+    obj = resolve_objective(settings.objective, config=settings.config, eval_seed=settings.eval_seed,
+                            cache_dir=settings.cache_dir, threads=settings.threads, dataset=settings.dataset)
+    handle = open_storage(settings.storage)
+    study = optuna.load_study(study_name=settings.study, storage=handle.storage, sampler=optuna.samplers.RandomSampler())
+    obj.prepare()
+    run_worker(study, handle, obj, settings, None, on_progress)
+    return budget_status(study)

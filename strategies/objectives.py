@@ -141,7 +141,24 @@ def _wrap_callable(obj: Any, spec: str, name: str) -> Objective:
     )
 
 
-def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir: str | None, threads: int | None) -> Objective:
+def _check_dataset(dataset: Any) -> str:
+    """``scenes[:PRESET]`` | ``voc:PATH`` | ``cityscapes:PATH``, the folder checked up front."""
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise ObjectiveError(f"dataset must be scenes[:PRESET], voc:PATH or cityscapes:PATH, got {brief(dataset, 40)}")
+    kind, _, arg = dataset.strip().partition(":")
+    if kind == "scenes":
+        return dataset.strip()
+    if kind not in ("voc", "cityscapes"):
+        raise ObjectiveError(f"unknown dataset {brief(dataset, 60)}; expected scenes[:PRESET], voc:PATH or cityscapes:PATH")
+    if not arg:
+        raise ObjectiveError(f"dataset {kind} needs a folder: {kind}:PATH")
+    if not os.path.isdir(arg):
+        raise ObjectiveError(f"dataset folder {brief(arg, 120)} ({kind}) does not exist or is not a directory")
+    return f"{kind}:{os.path.abspath(arg)}"  # workers may run elsewhere in the tree
+
+
+def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir: str | None, threads: int | None,
+               dataset: str | None = None) -> Objective:
     kind = "full" if full else "proxy"
     try:
         from proxy.config import default_config_name, get_config
@@ -161,13 +178,14 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         import torch
 
         torch.set_num_threads(int(threads))
-    evaluator = Evaluator(config=name, cache_dir=cache_dir)
+    evaluator = Evaluator(config=name, cache_dir=cache_dir, dataset=dataset)
 
     def fn(genome: Genome, callback: Callable[[int, float], None] | None = None) -> Any:
         return evaluator.evaluate(genome, seed=eval_seed, callback=callback)
 
+    data = "" if dataset is None or dataset.startswith("scenes") else "-" + dataset.partition(":")[0]
     return Objective(
-        fn, kind, f"{kind}-{name}", config=name, metric="mIOU", prepare_fn=evaluator.prepare, takes_callback=True,
+        fn, kind, f"{kind}-{name}{data}", config=name, metric="mIOU", prepare_fn=evaluator.prepare, takes_callback=True,
         default_budget=int(getattr(cfg, "default_budget", 16)),
     )
 
@@ -178,8 +196,12 @@ def resolve_objective(
     eval_seed: int | None = None,
     cache_dir: str | None = None,
     threads: int | None = None,
+    dataset: str | None = None,
 ) -> Objective:
     """``"proxy"``, ``"full"``, ``"synthetic:slow,sleep=1"``, ``"pkg.mod:fn"`` or a callable.
+
+    ``dataset`` (``scenes[:PRESET]``, ``voc:PATH``, ``cityscapes:PATH``) is the evaluators'
+    training and validation data; only ``proxy`` and ``full`` take one.
 
     Bad specs and options are a one-line ObjectiveError: ``eval_seed`` an integer in 0..2^64-1,
     ``threads`` an integer in 1..1024, ``config`` and ``cache_dir`` strings (synthetic options:
@@ -187,6 +209,10 @@ def resolve_objective(
     """
     if isinstance(spec, Objective):
         return spec
+    if dataset is not None:
+        dataset = _check_dataset(dataset)
+        if not (isinstance(spec, str) and spec.strip() in ("proxy", "full")):
+            raise ObjectiveError(f"--dataset applies to the proxy and full objectives, not to {brief(spec, 40)}")
     if eval_seed is not None and (isinstance(eval_seed, bool) or not isinstance(eval_seed, numbers.Integral)
                                   or not 0 <= eval_seed < 2**64):
         raise ObjectiveError(f"eval_seed must be an integer in 0..2^64-1, got {brief(eval_seed, 40)}")
@@ -209,7 +235,7 @@ def resolve_objective(
     if head in ("proxy", "full"):
         if sep:
             raise ObjectiveError(f"--objective {head} takes no options (use --config), got {brief(spec, 60)}")
-        return _evaluator(head == "full", config, eval_seed, cache_dir, threads)
+        return _evaluator(head == "full", config, eval_seed, cache_dir, threads, dataset)
     if head == "synthetic":
         from .synthetic import make_synthetic
 

@@ -31,8 +31,10 @@ from optuna.trial import TrialState
 
 from dpc.genome import MAX_BRANCHES
 from dpc.ops import brief, printable
+from .objectives import one_line
 
-from .registry import STRATEGIES
+from .base import Setting
+from .registry import STRATEGIES, all_settings
 
 PROG = "python -m strategies.run"
 MAX_COUNT = 1_000_000_000  # budget, top-k, population, tournament, startup trials, failures in a row
@@ -158,12 +160,14 @@ def build_parser() -> OneLineParser:
         "  python -m strategies.run --strategy local --storage postgresql://user:pw@db-host/dpc  # on each machine",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--strategy", required=True, choices=list(STRATEGIES), help="search strategy")
+    p.add_argument("--strategy", choices=list(STRATEGIES), help="search strategy (required)")
     p.add_argument("--budget", type=positive_int, help="trials to run in the study, failed evaluations included "
                    "(default: the proxy config's default_budget, 16 for cpu; 100 for other objectives)")
     p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
     p.add_argument("--objective", default="proxy", help="proxy | full | synthetic[:NAME,key=value,...] | module:callable (default proxy)")
     p.add_argument("--config", help="evaluator config: test | cpu | paper (default: paper on CUDA, else cpu)")
+    p.add_argument("--dataset", help="proxy/full data: scenes[:PRESET] (default, embedded), voc:PATH (Pascal-VOC "
+                   "folder) or cityscapes:PATH")
     p.add_argument("--experiment", help="experiment name (default from the objective, e.g. proxy-cpu)")
     p.add_argument("--study", help="study name (default {experiment}-{strategy}-seed{seed})")
     p.add_argument("--storage", help="journal file path or Optuna storage URL, e.g. postgresql://user:pw@host/db "
@@ -175,12 +179,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--cache-dir", help="dataset/feature cache directory of the evaluator")
     p.add_argument("--out-dir", default="runs", help="where the default journal and best_cell.json go (default runs)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    s = p.add_argument_group("strategy settings (defaults scale with the budget; see README)")
-    s.add_argument("--p-random", type=probability, help="local: probability of a uniform sample (default 0.5)")
-    s.add_argument("--top-k", type=positive_int, help="local: parents come from the k best trials (default min(10, budget//10), >= 1)")
-    s.add_argument("--population", type=positive_int, help="evolution: population P (default budget//5 in [10, 100])")
-    s.add_argument("--tournament", type=positive_int, help="evolution: tournament size S (default ceil(P/4), >= 2)")
-    s.add_argument("--tpe-startup", type=nonneg_int, help="tpe: random trials before TPE (default 10, Optuna's)")
+    s = p.add_argument_group("strategy settings (declared on each strategy; defaults scale with the budget)")
+    add_strategy_flags(s)
     f = p.add_argument_group("faults")
     f.add_argument("--heartbeat", type=heartbeat_seconds, default=10.0, help="seconds between trial heartbeats (default 10)")
     f.add_argument("--grace", type=grace_seconds, default=60.0, help="seconds without heartbeat before a trial is re-run (default 60)")
@@ -188,6 +188,7 @@ def build_parser() -> OneLineParser:
     f.add_argument("--max-consecutive-failures", type=positive_int, default=10,
                    help="stop a worker after this many failed evaluations in a row (default 10)")
     p.add_argument("--worker-index", type=worker_index, help=argparse.SUPPRESS)
+    p.add_argument("--worker-settings", help=argparse.SUPPRESS)  # SearchSettings as JSON, from the parent
     p.add_argument("--threads", type=workers_int, help=argparse.SUPPRESS)
     p.add_argument("--poll", type=positive_float, default=1.0, help=argparse.SUPPRESS)
     return p
@@ -198,6 +199,10 @@ def parse_args(argv: list[str], parser: OneLineParser | None = None) -> argparse
     ``python -m strategies.run: error: ...`` naming the limits."""
     parser = parser or build_parser()
     args = parser.parse_args(argv)
+    if args.worker_settings is not None:
+        return args  # a worker: its settings were checked by its parent, and are checked again when built
+    if args.strategy is None:
+        parser.error("the following arguments are required: --strategy")
     if args.grace <= args.heartbeat:
         parser.error(f"need grace > heartbeat, got --grace {args.grace:g} and --heartbeat {args.heartbeat:g}")
     if args.worker_index is None:  # a worker's names and folder come from its parent (CLI or API)
@@ -217,19 +222,31 @@ def parse_args(argv: list[str], parser: OneLineParser | None = None) -> argparse
     return args
 
 
+def setting_type(setting: Setting) -> Callable[[str], Any]:
+    """The argparse type of a declared strategy setting: its kind within its bounds."""
+    if setting.kind is int:
+        lo = int(setting.low) if setting.low is not None else -MAX_COUNT
+        hi = int(setting.high) if setting.high is not None else MAX_COUNT
+        return int_in(lo, min(hi, MAX_COUNT), setting.expected())
+    return checked(finite_float, lambda v: (setting.low is None or v >= setting.low) and (setting.high is None or v <= setting.high),
+                   setting.expected())
+
+
+def add_strategy_flags(group: Any) -> None:
+    """One flag per declared strategy setting (``Setting.flag``), for every strategy CLI."""
+    for setting in all_settings().values():
+        if setting.flag:
+            users = "/".join(name for name, st in STRATEGIES.items() if setting in st.settings)
+            group.add_argument(setting.flag, dest=setting.name, type=setting_type(setting), help=f"{users}: {setting.help}")
+
+
 def explicit_params(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in {
-            "p_random": args.p_random, "top_k": args.top_k, "population": args.population,
-            "tournament": args.tournament, "n_startup_trials": args.tpe_startup,
-        }.items()
-        if v is not None
-    }
+    """The strategy settings given on the command line (the rest get their defaults)."""
+    return {name: getattr(args, name) for name, st in all_settings().items()
+            if st.flag and getattr(args, name, None) is not None}
 
 
-FLAG_OF = {"p_random": "--p-random", "top_k": "--top-k", "population": "--population", "tournament": "--tournament",
-           "n_startup_trials": "--tpe-startup"}
+FLAG_OF = {name: st.flag for name, st in all_settings().items() if st.flag}
 
 
 class Progress:
@@ -332,31 +349,58 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, old_sigterm)
 
 
+def settings_from_args(args: argparse.Namespace, argv: list[str], experiment: str, storage: str) -> "SearchSettings":
+    """The command line as one ``SearchSettings`` (what every worker process receives whole)."""
+    from .settings import SearchSettings
+
+    return SearchSettings(
+        strategy=args.strategy, budget=args.budget, seed=args.seed, objective=args.objective, config=args.config,
+        dataset=args.dataset, experiment=experiment, study=args.study, storage=storage, workers=args.workers,
+        dedupe=args.dedupe, branches=args.branches, eval_seed=args.eval_seed, cache_dir=args.cache_dir,
+        threads=args.threads, heartbeat=args.heartbeat, grace=args.grace, max_retry=args.max_retry, poll=args.poll,
+        max_consecutive_failures=args.max_consecutive_failures, strategy_params=explicit_params(args),
+        command=shlex.join(["python", "-m", "strategies.run", *argv]),
+    )
+
+
 def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worker: bool) -> int:
 
-    from .api import search
+    from .api import run_queue, search
     from .objectives import ObjectiveError, resolve_objective
+    from .settings import SearchSettings
     from .storage import StorageError
     from .study import SearchError
 
-    try:
-        objective = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed,
-                                      cache_dir=args.cache_dir, threads=args.threads)
-    except ObjectiveError as e:
-        parser.exit(2, f"{PROG}: error: {e}\n")
-    budget = args.budget or objective.default_budget
-    experiment = args.experiment or objective.name
-    storage = args.storage or str(Path(args.out_dir) / f"{experiment}.journal")
+    if args.worker_settings is not None:
+        try:
+            settings = SearchSettings.from_json(args.worker_settings)
+        except (ValueError, TypeError) as e:
+            parser.exit(2, f"{PROG}: error: bad --worker-settings: {one_line(str(e))}\n")
+        objective = None
+    else:
+        try:
+            objective = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed,
+                                          cache_dir=args.cache_dir, threads=args.threads, dataset=args.dataset)
+        except ObjectiveError as e:
+            parser.exit(2, f"{PROG}: error: {e}\n")
+        experiment = args.experiment or objective.name
+        storage = args.storage or str(Path(args.out_dir) / f"{experiment}.journal")
+        try:
+            settings = settings_from_args(args, argv, experiment, storage)
+        except ValueError as e:
+            parser.exit(2, f"{PROG}: error: {one_line(str(e))}\n")
+    budget = settings.budget or (objective.default_budget if objective is not None else 0)
     show = not (args.quiet or worker)
-    progress = Progress(args.strategy, budget, objective.metric, enabled=show)
+    progress = Progress(settings.strategy or "cells", budget, objective.metric if objective else "value", enabled=show)
 
     def on_start(study, handle, resumed, params) -> None:
         if worker:
             return
-        settings = ", ".join(f"{k} {v}" for k, v in params.items())
-        print(f"{args.strategy} search on {objective.spec}" + (f" (config {objective.config})" if objective.config else "")
-              + f": budget {budget}, seed {args.seed}" + (f", {args.workers} workers" if args.workers > 1 else "")
-              + (f"; {settings}" if settings else ""))
+        described = ", ".join(f"{k} {v}" for k, v in params.items())
+        print(f"{settings.strategy} search on {objective.spec}" + (f" (config {objective.config})" if objective.config else "")
+              + (f", dataset {settings.dataset}" if settings.dataset else "")
+              + f": budget {budget}, seed {settings.seed}" + (f", {settings.workers} workers" if settings.workers > 1 else "")
+              + (f"; {described}" if described else ""))
         from .study import budget_status
 
         used = budget_status(study).used
@@ -368,14 +412,10 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
     start = time.time()
     try:
         with _logs_above_the_bar(show):
-            result = search(
-                objective, args.strategy, budget, args.seed, storage=storage, study_name=args.study, experiment=experiment,
-                strategy_params=explicit_params(args), dedupe=args.dedupe, branches=args.branches, config=args.config,
-                eval_seed=args.eval_seed, cache_dir=args.cache_dir, workers=args.workers, threads=args.threads,
-                heartbeat=args.heartbeat, grace=args.grace, max_retry=args.max_retry, poll=args.poll,
-                max_consecutive_failures=args.max_consecutive_failures,
-                command=shlex.join(["python", "-m", "strategies.run", *argv]), on_progress=progress, on_start=on_start,
-            )
+            if worker and settings.strategy is None:
+                run_queue(settings)
+                return 0
+            result = search(objective, settings=settings, on_progress=progress, on_start=on_start)
     except KeyboardInterrupt:
         progress.close()
         if not worker:

@@ -93,7 +93,7 @@ def _pg_lock(engine) -> Callable[[str], ContextManager]:
     return lock
 
 
-def _thread_lock() -> Callable[[str], ContextManager]:
+def thread_lock() -> Callable[[str], ContextManager]:
     locks: dict[str, threading.Lock] = {}
     guard = threading.Lock()
 
@@ -110,11 +110,19 @@ def in_memory(spec: str | os.PathLike | None) -> bool:
     return text in ("", ":memory:") or bool(re.fullmatch(r"sqlite(\+\w+)?:///?(:memory:)?(\?.*)?", text, re.IGNORECASE))
 
 
-def open_storage(spec: str | os.PathLike | None) -> StorageHandle:
-    """Open (creating if needed) the storage a spec names; one-line ``StorageError`` if not."""
+def open_storage(spec: str | os.PathLike | None, must_exist: bool = False) -> StorageHandle:
+    """Open (creating if needed) the storage a spec names; one-line ``StorageError`` if not.
+
+    ``must_exist``: a missing journal file or SQLite database is an error rather than a new,
+    empty storage (what readers such as ``analysis`` want).
+    """
     if spec is None or str(spec) in ("", ":memory:"):
-        return StorageHandle(optuna.storages.InMemoryStorage(), None, _thread_lock(), persistent=False)
+        return StorageHandle(optuna.storages.InMemoryStorage(), None, thread_lock(), persistent=False)
     text = str(spec)
+    if must_exist and not in_memory(text):
+        local = text[len("sqlite:///"):] if text.startswith("sqlite:///") else None if "://" in text else text
+        if local is not None and not Path(local).expanduser().is_file():
+            raise StorageError(f"storage {text!r} not found" if "://" in text else f"storage file {text!r} not found")
     if "://" in text:
         return _open_rdb(text)
     path = Path(text).expanduser()
@@ -218,7 +226,7 @@ def _open_rdb(url: str) -> StorageHandle:
     except Exception as e:  # sqlalchemy errors: bad URL, refused connection, auth
         raise StorageError(f"cannot open storage {redact(url)}: {_first_line(e)}") from None
     if in_memory(url):
-        lock = _thread_lock()
+        lock = thread_lock()
     elif scheme.startswith("postgres"):
         lock = _pg_lock(storage.engine)
     elif scheme.startswith("sqlite"):
@@ -231,5 +239,5 @@ def _open_rdb(url: str) -> StorageHandle:
             "budget by up to (workers - 1) trials; use PostgreSQL or a journal file for exact budgets",
             scheme,
         )
-        lock = _thread_lock()
+        lock = thread_lock()
     return StorageHandle(storage, url, lock, persistent=not in_memory(url))

@@ -40,16 +40,14 @@ from .interrupts import deferred_interrupts
 from .objectives import EvaluationFailure, Objective, failure_reason, one_line
 from .optuna_adapter import FIXED_PARAMS_KEY, pop_waiting, start_trial, storage_of, trial_id
 from .space import search_space, whole_cell
+from .settings import SearchSettings
 from .storage import StorageError, StorageHandle
 
 log = logging.getLogger(__name__)
 
 RETRIES_KEY = "dpc:retries"
-MAX_BUDGET = 10_000_000
-MAX_HEARTBEAT_S = 3600.0  # also the longest poll
-MAX_GRACE_S = 7 * 86400.0
 REQUEUED_KINDS = ("stale", "interrupted")
-STUDY_KEYS = ("strategy", "seed", "objective", "config", "branches")
+STUDY_KEYS = ("strategy", "seed", "objective", "config", "branches", "dataset")
 ZERO_COST_KEYS = ("train_seconds", "eval_seconds")
 # Trial attrs the worker loop and samplers own; the rest came from the objective's result.
 OWN_KEYS = frozenset(
@@ -223,6 +221,10 @@ def requeue_stale(study: Study, trials: list[FrozenTrial], grace: float, max_ret
     for t in trials:
         if t.state == TrialState.RUNNING:
             reason = stale_reason(t, grace, now)
+            if reason is None and OWNER_KEY not in t.system_attrs and FIXED_PARAMS_KEY in t.system_attrs:
+                # An enqueued trial is popped and claimed under this same lock: seen unclaimed
+                # here, its worker stopped between the two writes.
+                reason = "its worker stopped between starting the enqueued trial and claiming it"
             if reason is not None:
                 requeue(study, t, "stale", f"stale: {reason}", max_retry)
                 handled.append(t.number)
@@ -230,29 +232,6 @@ def requeue_stale(study: Study, trials: list[FrozenTrial], grace: float, max_ret
 
 
 # -- one trial ------------------------------------------------------------------------------------
-@dataclass
-class WorkerSettings:
-    budget: int
-    dedupe: bool = False
-    heartbeat: float = 10.0  # seconds between heartbeats
-    grace: float = 60.0  # seconds without heartbeat before a trial is stale
-    max_retry: int = 2  # re-runs of a cell whose worker died, before it counts as failed
-    poll: float = 1.0  # seconds between checks while waiting for other workers' trials
-    max_consecutive_failures: int = 10  # stop a worker whose objective keeps failing
-
-    def __post_init__(self) -> None:
-        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or not 1 <= self.budget <= MAX_BUDGET:
-            raise ValueError(f"budget must be an integer in [1, {MAX_BUDGET}], got {self.budget!r}")
-        for name, high in (("heartbeat", MAX_HEARTBEAT_S), ("grace", MAX_GRACE_S), ("poll", MAX_HEARTBEAT_S)):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= high):
-                raise ValueError(f"{name} must be a number of seconds in (0, {high:g}], got {value!r}")
-        if self.grace <= self.heartbeat:
-            raise ValueError(f"grace ({self.grace:g} s) must be longer than heartbeat ({self.heartbeat:g} s)")
-        if not 0 <= self.max_retry <= 1000 or not 1 <= self.max_consecutive_failures <= MAX_BUDGET:
-            raise ValueError(f"need max_retry in [0, 1000] and max_consecutive_failures in [1, {MAX_BUDGET}]")
-
-
 def find_equivalent(study: Study, genome_hash: str, number: int) -> FrozenTrial | None:
     """The first COMPLETE trial (not itself a dedupe hit) of an equivalent cell."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -283,7 +262,7 @@ def storage_failure(e: BaseException) -> StorageError | None:
     return None
 
 
-def run_trial(study: Study, trial: Trial, objective: Objective, settings: WorkerSettings, heartbeat: bool) -> tuple[str, str | None]:
+def run_trial(study: Study, trial: Trial, objective: Objective, settings: SearchSettings, heartbeat: bool) -> tuple[str, str | None]:
     """Evaluate one asked trial and tell the study; returns (state name, failure reason)."""
     genome = Genome.from_params(trial.params)
     genome_hash = genome.canonical_hash()
@@ -355,7 +334,8 @@ def _fail(study: Study, trial: Trial, reason: str) -> tuple[str, str | None]:
 
 
 # -- the worker loop -------------------------------------------------------------------------------
-def start_next(study: Study, space, trials: list[FrozenTrial], owner: dict[str, Any] | None) -> Trial:
+def start_next(study: Study, space, trials: list[FrozenTrial], owner: dict[str, Any] | None,
+               draw: bool = True) -> Trial | None:
     """Start the next trial (call under the lock): a pending re-run, an enqueued cell, or a
     new draw of the sampler. Re-runs and draws carry their owner in the write that creates
     them, so a worker killed at any instant is found at once; enqueued (WAITING) trials are
@@ -368,6 +348,9 @@ def start_next(study: Study, space, trials: list[FrozenTrial], owner: dict[str, 
         if owner is not None:
             claim(storage_of(study), trial_id(trial), owner)
         return trial
+    if not draw:
+        release(owner)
+        return None
     system_attrs = {OWNER_KEY: owner, BEAT_KEY: time.time()} if owner is not None else {}
     return start_trial(study, space, system_attrs=system_attrs)
 
@@ -384,12 +367,16 @@ def run_worker(
     study: Study,
     handle: StorageHandle,
     objective: Objective,
-    settings: WorkerSettings,
-    branches: int,
+    settings: SearchSettings,
+    budget: int | None,
     on_progress: Callable[[BudgetStatus], None] | None = None,
 ) -> WorkerStats:
-    """Ask, evaluate, tell until the study's budget is used; safe with many workers."""
-    space = search_space(branches)
+    """Start, evaluate, tell until the study's budget is used; safe with many workers.
+
+    ``budget=None`` runs a queue instead of a search: only enqueued cells and re-runs, never
+    a new draw of the sampler, until none is left (``analysis.cells`` uses it).
+    """
+    space = search_space(settings.branches)
     def lock():
         return handle.lock(study.study_name)
 
@@ -406,9 +393,9 @@ def run_worker(
                         stats.requeued_stale += handled
                         trials = study.get_trials(deepcopy=False)
                 status = BudgetStatus.of(trials)
-                if status.used + status.running < settings.budget:
+                if budget is None or status.used + status.running < budget:
                     owner = owner_record() if handle.persistent else None
-                    trial = start_next(study, space, trials, owner)
+                    trial = start_next(study, space, trials, owner, draw=budget is not None)
             if on_progress is not None:
                 on_progress(status)
             if trial is None:

@@ -15,7 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .settings import SearchSettings
 
 from .study import BudgetStatus, SearchError
 
@@ -48,13 +51,16 @@ def threads_per_worker(workers: int) -> int:
 
 
 def launch(
-    argvs: Sequence[list[str]],
-    envs: Sequence[dict[str, str]],
+    settings: "SearchSettings",
+    n: int,
+    n_gpus: int,
     status: Callable[[], BudgetStatus],
     on_progress: Callable[[BudgetStatus], None] | None = None,
     poll: float = 1.0,
 ) -> None:
-    """Run the workers to the end; raise SearchError if any fails."""
+    """Run ``n`` workers to the end, each given the whole ``settings``; SearchError if any fails."""
+    argvs = [worker_argv(settings, i) for i in range(n)]
+    envs = [worker_env(i, n_gpus) for i in range(n)]
     procs = [subprocess.Popen(argv, env=env) for argv, env in zip(argvs, envs)]
     try:
         while any(p.poll() is None for p in procs):
@@ -101,10 +107,6 @@ def _stop(procs: list[subprocess.Popen], sig: int, wait: float = 10.0) -> None:
             p.wait()
 
 
-def cli_argv(options: dict[str, object], flags: Sequence[str] = ()) -> list[str]:
-    """``python -m strategies.run --key value ...`` for a worker process."""
-    argv = [sys.executable, "-m", "strategies.run"]
-    for key, value in options.items():
-        if value is not None:
-            argv += [f"--{key.replace('_', '-')}", str(value)]
-    return argv + [f"--{f.replace('_', '-')}" for f in flags]
+def worker_argv(settings: "SearchSettings", index: int) -> list[str]:
+    """``python -m strategies.run --worker-settings JSON --worker-index i``: the settings whole."""
+    return [sys.executable, "-m", "strategies.run", "--worker-settings", settings.to_json(), "--worker-index", str(index)]

@@ -11,8 +11,8 @@ from analysis_fixtures import make_study
 from optuna.trial import TrialState
 
 from analysis import correlate
-from analysis.evaluate import Cell, evaluate_cells, plan
-from analysis.load import load_study, open_storage
+from analysis.cells import Cell, evaluate_cells, plan
+from analysis.load import load_study, read_storage
 from dpc.genome import Genome
 from dpc.zoo import zoo_cell
 
@@ -124,7 +124,7 @@ def test_correlate_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         correlate.main(["--storage", str(path), "--study", "s"])
     assert e.value.code == 2 and "storage file" in capsys.readouterr().err
-    st = open_storage(path, create=True)
+    st = read_storage(path, create=True)
     optuna.create_study(storage=st, study_name="empty")
     make_study(st, "s-random-seed0", "random", 0, 2)
     for argv, msg in ((["--study", "nope"], "unknown study 'nope'"), (["--study", "empty"], "no complete trial"),

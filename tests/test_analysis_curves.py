@@ -10,7 +10,7 @@ from analysis_fixtures import add_trial, make_study
 from optuna.trial import TrialState
 
 from analysis.curves import Run, band_by_evaluations, band_by_time, best_so_far, final_values, runs_from_records, step_at
-from analysis.load import AnalysisError, best_complete, load_all, load_study, open_storage
+from analysis.load import AnalysisError, best_complete, load_all, load_study, read_storage
 from dpc.genome import Genome
 
 A = Genome.parse("F:conv1x1 F:sep3x3_6x6 0:sep3x3_1x1 F:pool_1x1 2:conv1x1")
@@ -62,10 +62,10 @@ def test_load_records_and_runs_in_completion_order():
 
 def test_bad_storage_and_study_names_are_one_line_errors(tmp_path):
     with pytest.raises(AnalysisError, match="not found"):
-        open_storage(tmp_path / "missing.log")
+        read_storage(tmp_path / "missing.log")
     with pytest.raises(AnalysisError, match="not found"):
-        open_storage(f"sqlite:///{tmp_path}/missing.db")
-    st = open_storage(tmp_path / "j.log", create=True)
+        read_storage(f"sqlite:///{tmp_path}/missing.db")
+    st = read_storage(tmp_path / "j.log", create=True)
     make_study(st, "x-random-seed0", "random", 0, 3)
     with pytest.raises(AnalysisError, match=r"unknown study 'nope' \(studies in storage: x-random-seed0\)"):
         load_study(st, "nope")

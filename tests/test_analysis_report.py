@@ -8,14 +8,14 @@ import pytest
 from analysis_fixtures import add_trial, make_study
 
 from analysis import report
-from analysis.load import open_storage
+from analysis.load import read_storage
 from dpc.zoo import zoo_cell
 
 
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory):
     path = tmp_path_factory.mktemp("rep") / "r.journal"
-    st = open_storage(path, create=True)
+    st = read_storage(path, create=True)
     for strategy, bias in (("random", 0.0), ("tpe", 0.1)):
         for seed in range(4):
             make_study(st, f"x-{strategy}-seed{seed}", strategy, seed, 10, bias=bias, fail_every=4)
@@ -59,7 +59,7 @@ def test_report_page_and_data(storage, tmp_path):
 def test_report_cli_and_errors(storage, tmp_path, capsys):
     assert report.main(["--storage", str(storage), "--out", str(tmp_path / "o"), "--budget", "5", "--best", "2"]) == 0
     assert json.loads((tmp_path / "o" / "report.json").read_text())["budget"] == 5
-    st = open_storage(storage)
+    st = read_storage(storage)
     make_study(st, "y-random-seed0", "random", 0, 3)  # a second experiment in the same storage
     for argv, msg in (([], "several experiments (x, y)"), (["--experiment", "z"], "unknown experiment 'z'")):
         with pytest.raises(SystemExit) as e:

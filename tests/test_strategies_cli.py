@@ -63,7 +63,7 @@ def test_synthetic_run_prints_the_best_cell_and_writes_its_json(tmp_path, capsys
     [
         (["--strategy", "annealing"], "argument --strategy: invalid choice: 'annealing'"),
         (["--strategy", "random", "--budget", "0"], "argument --budget: expected a positive integer, got '0'"),
-        (["--strategy", "local", "--p-random", "1.5"], "argument --p-random: expected a probability in [0, 1], got '1.5'"),
+        (["--strategy", "local", "--p-random", "1.5"], "argument --p-random: expected a number in [0, 1], got '1.5'"),
         (["--strategy", "random", "--bogus"], "unrecognized arguments: --bogus"),
         (["--budget", "3"], "the following arguments are required: --strategy"),
         (["--strategy", "random", "--population", "5", "--objective", "synthetic"],

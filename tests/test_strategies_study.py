@@ -202,7 +202,8 @@ def test_storage_errors_are_one_line(tmp_path):
 def test_a_worker_declared_stale_loses_its_result_quietly(tmp_path):
     """A live worker whose trial another worker failed as stale while it ran (grace too
     short) neither crashes nor duplicates the cell: the re-run is the trial that counts."""
-    from strategies.study import WorkerSettings, requeue, run_trial
+    from strategies.settings import SearchSettings
+    from strategies.study import requeue, run_trial
     from strategies.objectives import resolve_objective
     from strategies.space import search_space
 
@@ -219,12 +220,12 @@ def test_a_worker_declared_stale_loses_its_result_quietly(tmp_path):
     for finish in (OBJ, FailingObjective(fail_rate=1.0), OBJ):
         trial = study.ask(search_space())
         state, _ = run_trial(study, trial, resolve_objective(declared_stale_while_running(finish)),
-                             WorkerSettings(budget=5), heartbeat=False)
+                             SearchSettings(budget=5), heartbeat=False)
         assert state == "LOST"
         assert study._storage.get_trial(trial._trial_id).user_attrs["failure_kind"] == "stale"
     trial = study.ask(search_space())  # and a trial failed before it even started
     requeue(study, study._storage.get_trial(trial._trial_id), "stale", "stale: test", max_retry=9)
-    assert run_trial(study, trial, resolve_objective(OBJ), WorkerSettings(budget=5), heartbeat=False)[0] == "LOST"
+    assert run_trial(study, trial, resolve_objective(OBJ), SearchSettings(budget=5), heartbeat=False)[0] == "LOST"
     trials = study.get_trials(deepcopy=False)
     status = BudgetStatus.of(trials)
     assert (status.used, status.requeued, status.waiting) == (0, 4, 0)
