@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,7 @@ class EvalResult:
     seed: int
     config: str  # config name
     config_hash: str
-    genome: Optional[str]  # the genome string; None for a head that is not a DPC genome (proxy.head)
+    genome: str | None  # the genome string; None for a head that is not a DPC genome (proxy.head)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

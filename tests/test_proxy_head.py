@@ -31,7 +31,7 @@ def test_aspp_head_is_scored_like_a_cell(test_evaluator):
     ev, cfg = test_evaluator, get_config("test")
     c_in, (h, w), c = ev.in_channels, ev.feature_size, ev.head_channels
     assert c == cfg.concat_channels == 16 and (c_in, h, w) == (320, 8, 8)
-    factory = lambda in_channels: ASPP(in_channels, RATES, c)  # noqa: E731
+    factory = lambda in_channels: ASPP(in_channels, RATES, c)
     r = ev.evaluate(factory, seed=3)
     assert 0 <= r.miou <= 1 and len(r.per_class_iou) == ev.num_classes == 11
     assert r.genome is None and r.config == "test" and r.config_hash == cfg.hash()
