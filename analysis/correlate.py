@@ -167,6 +167,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
           f"objective '{args.objective}'{' (config ' + config + ')' if config else ''} in study {companion!r}")
     evaluate_cells(
         args.storage, companion, cells, args.objective, config=config, eval_seed=args.eval_seed, workers=args.workers,
+        dataset=args.dataset,
         study_attrs={"kind": "correlation", **source_attrs, "objective": args.objective, "config": config,
                      "top": args.top, "random": args.random, "seed": args.seed, "command": command,
                      "selection": {c.key: dict(c.attrs) for c in cells}},
@@ -206,6 +207,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="best distinct cells by proxy mIOU (default 10)")
     p.add_argument("--random", type=int, default=10, help="cells drawn at random from the rest (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random draw and of the bootstrap")
+    p.add_argument("--dataset", default=None, help="data of the full task: scenes[:PRESET] (default), voc:PATH or "
+                   "cityscapes:PATH")
     p.add_argument("--objective", default="full", help="evaluator of the full task (default 'full'; 'proxy', "
                    "'synthetic' or module:callable also work, e.g. to check the proxy's seed noise)")
     p.add_argument("--config", default=None, help="evaluator config test|cpu|paper (default: the study's config)")

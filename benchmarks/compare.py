@@ -44,12 +44,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES),
                    help="zoo cells evaluated as reference lines (default aspp,top1_cityscapes; '' for none)")
     p.add_argument("--no-report", action="store_true", help="run the studies only")
-    g = p.add_argument_group("strategy settings (as in strategies.run; each applies to its own strategy)")
-    g.add_argument("--p-random", type=float, default=None, help="local: probability of a uniform sample")
-    g.add_argument("--top-k", type=int, default=None, help="local: parents come from the k best trials")
-    g.add_argument("--population", type=int, default=None, help="evolution: population P")
-    g.add_argument("--tournament", type=int, default=None, help="evolution: tournament size S")
-    g.add_argument("--tpe-startup", type=int, default=None, help="tpe: random trials before TPE")
+    p.add_argument("--dataset", default=None, help="proxy/full data: scenes[:PRESET] (default), voc:PATH or cityscapes:PATH")
+    from strategies.run import add_strategy_flags
+
+    add_strategy_flags(p.add_argument_group("strategy settings (as in strategies.run; each applies to its own strategy)"))
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -107,16 +105,12 @@ class Overall:
         self.bar.close()
 
 
-SETTINGS_OF = {
-    "local": {"p_random": "p_random", "top_k": "top_k"},
-    "evolution": {"population": "population", "tournament": "tournament"},
-    "tpe": {"tpe_startup": "n_startup_trials"},
-}
-
-
 def settings_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The explicit strategy settings that apply to ``name`` (None: the budget-scaled defaults)."""
-    return {key: getattr(args, flag) for flag, key in SETTINGS_OF.get(name, {}).items() if getattr(args, flag) is not None}
+    """The explicit strategy settings that apply to ``name`` (the rest: budget-scaled defaults)."""
+    from strategies.registry import get_strategy
+
+    return {s.name: getattr(args, s.name) for s in get_strategy(name).settings
+            if s.flag and getattr(args, s.name, None) is not None}
 
 
 def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[str]) -> dict[str, Any]:
@@ -126,7 +120,7 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
     from analysis.cells import Cell, evaluate_cells
     from dpc.zoo import zoo_cell
 
-    obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed)
+    obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed, dataset=args.dataset)
     experiment = args.experiment or f"compare-{obj.name}"
     storage = args.storage or str(Path("runs") / f"{experiment}.journal")
     out = Path(args.out or Path("runs") / experiment)
@@ -142,6 +136,7 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
         evaluate_cells(
             storage, f"{experiment}-reference", [Cell(zoo_cell(r), {"reference": r}) for r in refs], objective,
             config=obj.config, eval_seed=args.eval_seed, workers=min(args.workers, len(refs)), progress=not args.quiet,
+            dataset=args.dataset,
             study_attrs={"kind": "reference", "experiment": experiment, "objective": obj.spec, "config": obj.config,
                          "command": command},
         )
@@ -152,6 +147,7 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
                 res = strategies.search(
                     objective, strategy=name, budget=budget, seed=seed, storage=storage, experiment=experiment,
                     config=args.config, eval_seed=args.eval_seed, workers=args.workers, dedupe=args.dedupe,
+                    dataset=args.dataset,
                     strategy_params=settings_for(name, args) or None, command=command, on_progress=bar.study(f"{name} seed {seed}", budget),
                 )
                 bar.done(budget)
