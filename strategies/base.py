@@ -31,11 +31,11 @@ from optuna.trial import FrozenTrial, TrialState
 from dpc.genome import DEFAULT_BRANCHES, Genome
 from dpc.mutation import sample_genome
 
+from .optuna_adapter import FIXED_PARAMS_KEY, set_trial_user_attr
 from .space import search_space, whole_cell
 
 log = logging.getLogger(__name__)
 
-FIXED_PARAMS_KEY = "fixed_params"  # Optuna's system attr of enqueued (and re-run) trials
 UNIFORM_STREAM, CHOICE_STREAM, TPE_STREAM, INDEPENDENT_STREAM = 0, 1, 2, 3
 
 
@@ -169,11 +169,10 @@ class GenomeSampler(BaseSampler):
         proposal = self.propose(completed_trials(study, self.branches), index, trial)
         if len(proposal.genome) != self.branches:
             raise RuntimeError(f"{self.strategy}: proposed {len(proposal.genome)} branches, expected {self.branches}")
-        storage = study._storage
-        storage.set_trial_user_attr(trial._trial_id, "origin", proposal.origin)
-        storage.set_trial_user_attr(trial._trial_id, "parent", proposal.parent)
+        set_trial_user_attr(study, trial, "origin", proposal.origin)
+        set_trial_user_attr(study, trial, "parent", proposal.parent)
         for key, value in proposal.attrs.items():
-            storage.set_trial_user_attr(trial._trial_id, key, value)
+            set_trial_user_attr(study, trial, key, value)
         params = proposal.genome.to_params()
         return {name: params[name] for name in search_space if name in params}
 

@@ -31,6 +31,17 @@ def trial_id(trial: Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
+def set_trial_user_attr(study: Study, trial: Trial | FrozenTrial, key: str, value: Any) -> None:
+    """Set a user attr of a trial a sampler only holds as a FrozenTrial (``Trial`` has no setter there)."""
+    study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def reseed_tpe(sampler: Any, tpe_seed: int, startup_seed: int) -> None:
+    """Reseed a ``TPESampler``'s own generator and its random-startup sampler's (no public API)."""
+    sampler._rng.rng.seed(tpe_seed)
+    sampler._random_sampler._rng.rng.seed(startup_seed)
+
+
 def start_trial(
     study: Study,
     space: Mapping[str, BaseDistribution],

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dpc.genome import DEFAULT_BRANCHES
 
+from .optuna_adapter import reseed_tpe, set_trial_user_attr
 from .base import FIXED_PARAMS_KEY, TPE_STREAM, Setting, UNIFORM_STREAM, check_seed, draw_index, int_seed_for
 
 DEFAULT_STARTUP = 10  # Optuna's default n_startup_trials
@@ -70,11 +71,10 @@ class TPEGenomeSampler(TPESampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         index = draw_index(study, trial, self.branches)
-        self._rng.rng.seed(int_seed_for(self.seed, index, TPE_STREAM))
-        self._random_sampler._rng.rng.seed(int_seed_for(self.seed, index, UNIFORM_STREAM))
+        reseed_tpe(self, int_seed_for(self.seed, index, TPE_STREAM), int_seed_for(self.seed, index, UNIFORM_STREAM))
         super().before_trial(study, trial)
         if FIXED_PARAMS_KEY not in trial.system_attrs:
             n_done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
             origin = "random" if n_done < self._n_startup_trials else "tpe"
-            study._storage.set_trial_user_attr(trial._trial_id, "origin", origin)
-            study._storage.set_trial_user_attr(trial._trial_id, "parent", None)
+            set_trial_user_attr(study, trial, "origin", origin)
+            set_trial_user_attr(study, trial, "parent", None)
