@@ -23,12 +23,12 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from strategies import workers as _workers
 from strategies.interrupts import deferred_interrupts
 from strategies.objectives import as_mapping, resolve_objective
 from strategies.settings import SearchSettings
 from strategies.storage import StorageHandle, open_storage, thread_lock
 from strategies.study import REQUEUED_KINDS, budget_status, pending_reruns, requeue_stale, run_worker
-from strategies import workers as _workers
 
 log = logging.getLogger(__name__)
 

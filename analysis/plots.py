@@ -68,7 +68,7 @@ def save(fig: "plt.Figure", out: str | Path, formats: Sequence[str] = FORMATS) -
 
 def _reference_lines(ax, references: Iterable[Reference]) -> list[dict]:
     drawn = []
-    for i, ref in enumerate(references):
+    for ref in references:
         if ref.value is None or not math.isfinite(ref.value):
             continue
         style = REFERENCE_STYLES.get(ref.name, dict(color="black", ls=(0, (3, 1, 1, 1))))

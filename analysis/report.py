@@ -130,13 +130,13 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
 def build(storage, out: str | Path, experiment: str | None = None, budget: int | None = None, top: int = 20,
           best: int = 5, command: str | None = None) -> dict[str, Any]:
     """Write the report into ``out``; returns everything it shows (``report.json``)."""
+    from dpc.genome import Genome
+
     from . import plots
     from .cell_graph import draw_cell
     from .correlate import analyse, format_table
     from .curves import final_values, runs_from_records
     from .stats import pairwise_tests, summarize
-
-    from dpc.genome import Genome
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +231,7 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
               "", "<details><summary>DeepLab JSON of these cells</summary>", ""]
     lines += [f"{row['rank']}. `{row['json']}`" for row in data["best_cells"]]
     lines += ["", "</details>", ""]
-    for cs, rep, rep_fig in corr_sections:
+    for cs, rep, _fig in corr_sections:
         lines += [f"## Proxy vs full task: `{cs.name}`", "", _img(f"{cs.name}/correlation", "proxy vs full"), "",
                   "```", format_table(rep), "```", "",
                   "Bootstrap 95% intervals (BCa, pairs resampled). prec@k: share of the proxy's k best that are among "

@@ -115,10 +115,9 @@ def settings_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[str]) -> dict[str, Any]:
     import strategies
-    from strategies.objectives import resolve_objective
-
     from analysis.cells import Cell, evaluate_cells
     from dpc.zoo import zoo_cell
+    from strategies.objectives import resolve_objective
 
     obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed, dataset=args.dataset)
     experiment = args.experiment or f"compare-{obj.name}"

@@ -27,9 +27,17 @@ import torch
 from tqdm.auto import tqdm
 
 from . import store
+from .backbone import (
+    PREPROCESS_VERSION,
+    build_backbone,
+    check_args,
+    feature_channels,
+    output_size,
+    preprocess,
+    weights_fingerprint,
+)
 from .data import SegmentationDataset
 from .store import CacheCorruptError, default_cache_dir
-from .backbone import PREPROCESS_VERSION, build_backbone, check_args, feature_channels, output_size, preprocess, weights_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,17 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .scenes import CLASS_NAMES, NUM_CLASSES, SCENE_PRESETS, SPLITS, SceneConfig, SceneDataset, build_scenes, make_scene, scene_key
+from .scenes import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    SCENE_PRESETS,
+    SPLITS,
+    SceneConfig,
+    SceneDataset,
+    build_scenes,
+    make_scene,
+    scene_key,
+)
 from .store import default_cache_dir
 
 IGNORE_INDEX = 255  # mask value of unlabelled pixels: never trained on or scored

@@ -15,7 +15,8 @@ from . import workers as _workers
 from .base import check_seed
 from .interrupts import deferred_interrupts
 from .objectives import Objective, resolve_objective
-from .registry import get_strategy, strategy_params as default_params
+from .registry import get_strategy
+from .registry import strategy_params as default_params
 from .settings import SearchSettings
 from .storage import StorageHandle, in_memory, open_storage
 from .study import BudgetStatus, budget_status, open_study, run_worker

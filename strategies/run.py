@@ -25,16 +25,19 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from optuna.trial import TrialState
 
 from dpc.genome import MAX_BRANCHES
 from dpc.ops import brief, printable
-from .objectives import one_line
 
 from .base import Setting
+from .objectives import one_line
 from .registry import STRATEGIES, all_settings
+
+if TYPE_CHECKING:
+    from .settings import SearchSettings
 
 PROG = "python -m strategies.run"
 MAX_COUNT = 1_000_000_000  # budget, top-k, population, tournament, startup trials, failures in a row

@@ -23,7 +23,6 @@ number or None), every key of the objective's ``result.to_dict()`` (proxy: ``mio
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -39,8 +38,8 @@ from .heartbeat import BEAT_KEY, OWNER_KEY, Heartbeat, claim, owner_record, rele
 from .interrupts import deferred_interrupts
 from .objectives import EvaluationFailure, Objective, failure_reason, one_line
 from .optuna_adapter import FIXED_PARAMS_KEY, pop_waiting, start_trial, storage_of, trial_id
-from .space import search_space, whole_cell
 from .settings import SearchSettings
+from .space import search_space, whole_cell
 from .storage import StorageError, StorageHandle
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dpc.genome import DEFAULT_BRANCHES
 
+from .base import FIXED_PARAMS_KEY, TPE_STREAM, UNIFORM_STREAM, Setting, check_seed, draw_index, int_seed_for
 from .optuna_adapter import reseed_tpe, set_trial_user_attr
-from .base import FIXED_PARAMS_KEY, TPE_STREAM, Setting, UNIFORM_STREAM, check_seed, draw_index, int_seed_for
 
 DEFAULT_STARTUP = 10  # Optuna's default n_startup_trials
 DEFAULT_EI_CANDIDATES = 24  # Optuna's default n_ei_candidates

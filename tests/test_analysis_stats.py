@@ -8,8 +8,16 @@ import pytest
 from scipy import stats
 
 from analysis.stats import (
-    METHODS, cliffs_delta, correlation, correlations, holm, mann_whitney, pairwise_tests, summarize,
-    top_k_precision, wilcoxon_paired,
+    METHODS,
+    cliffs_delta,
+    correlation,
+    correlations,
+    holm,
+    mann_whitney,
+    pairwise_tests,
+    summarize,
+    top_k_precision,
+    wilcoxon_paired,
 )
 
 RNG = np.random.default_rng(7)

@@ -202,10 +202,10 @@ def test_storage_errors_are_one_line(tmp_path):
 def test_a_worker_declared_stale_loses_its_result_quietly(tmp_path):
     """A live worker whose trial another worker failed as stale while it ran (grace too
     short) neither crashes nor duplicates the cell: the re-run is the trial that counts."""
-    from strategies.settings import SearchSettings
-    from strategies.study import requeue, run_trial
     from strategies.objectives import resolve_objective
+    from strategies.settings import SearchSettings
     from strategies.space import search_space
+    from strategies.study import requeue, run_trial
 
     handle = open_storage(str(tmp_path / "l.journal"))
     study = optuna.create_study(storage=handle.storage, direction="maximize")
