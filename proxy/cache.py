@@ -280,13 +280,7 @@ def load_or_build(
                                load=_load, write=write, mode=_mode(verify))
 
 
-def cache_nbytes_per_image(backbone_name: str, height: int, width: int, output_stride: int = 16) -> int:
-    """Bytes one image takes in the cache (float16 features + uint8 labels), headers excluded."""
-    h, w = output_size(height, width, output_stride)
-    return feature_channels(backbone_name) * h * w * 2 + height * width
-
-
 __all__ = [
     "CacheCorruptError", "CachedFeatures", "SegmentationDataset", "build_feature_cache", "cache_key",
-    "cache_nbytes_per_image", "default_cache_dir", "key_fields", "load_feature_cache", "load_or_build",
+    "default_cache_dir", "key_fields", "load_feature_cache", "load_or_build",
 ]

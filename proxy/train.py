@@ -109,9 +109,9 @@ def train_and_evaluate(
     cfg: EvalConfig,
     seed: int,
     callback: Optional[ProgressCallback] = None,
-    progress: Optional[Callable[[int], None]] = None,
 ) -> TrainOutcome:
-    """SGD + momentum with poly decay for ``cfg.iterations`` steps; NaN loss raises NaNLossError."""
+    """``cfg.optimizer`` (Adam, or the paper's SGD + momentum) with poly decay for ``cfg.iterations``
+    steps; NaN loss raises NaNLossError."""
     device = train.labels.device
     rng = np.random.default_rng(seed)
     if cfg.optimizer == "adam":
@@ -154,8 +154,6 @@ def train_and_evaluate(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if progress is not None:
-            progress(step)
         if callback is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.iterations:
             t0 = time.perf_counter()
             miou, _ = evaluate_miou(model, val, num_classes, cfg)

@@ -29,7 +29,6 @@ from dpc.ops import brief
 
 log = logging.getLogger(__name__)
 
-RESERVED = ("proxy", "full", "synthetic")
 MAX_REASON = 500
 
 
