@@ -222,7 +222,7 @@ def test_a_read_only_disk_is_one_line(tmp_path, capsys):
         assert main(argv) == 0
         subprocess.run(["mount", "-o", "remount,ro", str(journal_dir)], check=True)
         capsys.readouterr()
-        more = [a if a != str(BUDGET) else "5" for a in argv]  # a bigger budget: it must write
+        more = [*argv, "--budget", "5"]  # a bigger budget: it must write
         assert main(more) != 0
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "read-only file system" in err[0], err
@@ -270,3 +270,23 @@ def test_a_trial_starts_with_its_owner_in_the_same_write(tmp_path):
     assert len(creates) == BUDGET
     for r in creates:
         assert r["state"] == TrialState.RUNNING and {"dpc:owner", "dpc:heartbeat"} <= set(r["system_attrs"])
+
+
+def test_a_journal_of_the_previous_version_opens_and_its_waiting_rerun_is_run(tmp_path):
+    """Plain Optuna's file backend wrote the journals before; the old re-queue left WAITING trials."""
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "old.journal"
+    old = JournalStorage(JournalFileBackend(str(journal)))
+    assert main([*ARGS[:-1], "--storage", str(journal), "--out-dir", str(tmp_path), "-q"]) == 0
+    study = optuna.load_study(study_name="r", storage=old)
+    dead = study.trials[1]
+    study.enqueue_trial(dead.params, user_attrs={"retry_of": dead.number})  # what the old requeue wrote
+    (tmp_path / "old.journal.lock").symlink_to(journal)  # and Optuna's symlink lock, left by a kill
+    argv = [*ARGS, "--budget", str(BUDGET + 2), "--storage", str(journal), "--out-dir", str(tmp_path)]  # last --budget wins
+    start = time.monotonic()
+    assert main(argv) == 0
+    assert time.monotonic() - start < 20  # the stale symlink lock is not ours: no 30 s wait
+    trials = load(journal).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * (BUDGET + 2)
+    assert trials[BUDGET].params == dead.params and trials[BUDGET].user_attrs["retry_of"] == dead.number
