@@ -35,6 +35,7 @@ from dpc.ops import brief, printable
 from .base import Setting
 from .objectives import one_line
 from .registry import STRATEGIES, all_settings
+from .settings import NAME_PATTERN
 
 if TYPE_CHECKING:
     from .settings import SearchSettings
@@ -46,7 +47,6 @@ MAX_WORKERS = 1024  # also threads, and worker indices below it
 MAX_RETRY = 1000
 MAX_HEARTBEAT = 3600.0  # seconds; also the most --poll
 MAX_GRACE = 7 * 24 * 3600.0  # seconds (7 days)
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # --experiment and --study (no '..' either)
 
 
 class OneLineParser(argparse.ArgumentParser):

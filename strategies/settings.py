@@ -15,7 +15,7 @@ from dpc.genome import DEFAULT_BRANCHES, MAX_BRANCHES
 MAX_BUDGET = 10_000_000
 MAX_HEARTBEAT_S = 3600.0  # also the longest poll
 MAX_GRACE_S = 7 * 86400.0
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}")  # experiment and study names: no paths
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # experiment and study names (no '..' either): no paths
 HEARTBEAT_S, GRACE_S = 10.0, 60.0  # the one set of timing defaults (searches and cell queues)
 
 
@@ -70,8 +70,9 @@ class SearchSettings:
             raise ValueError(f"grace ({self.grace:g} s) must be longer than heartbeat ({self.heartbeat:g} s)")
         for name in ("experiment", "study"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, str) and NAME_PATTERN.fullmatch(value)):
-                raise ValueError(f"{name} must match {NAME_PATTERN.pattern} (no paths), got {value!r}")
+            if value is not None and not (isinstance(value, str) and re.fullmatch(NAME_PATTERN, value, re.ASCII)
+                                          and ".." not in value):
+                raise ValueError(f"{name} must match {NAME_PATTERN} without '..' (no paths), got {value!r}")
         if not isinstance(self.strategy_params, Mapping):
             raise ValueError(f"strategy_params must be a mapping, got {self.strategy_params!r}")
         object.__setattr__(self, "strategy_params", {k: v for k, v in dict(self.strategy_params).items() if v is not None})
