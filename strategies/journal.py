@@ -114,6 +114,21 @@ def os_error_text(e: OSError) -> str:
     return _describe_errno(e)
 
 
+@contextlib.contextmanager
+def file_lock(path: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if needed); the kernel drops it if we die."""
+    try:
+        f = open(path, "a")
+    except OSError as e:
+        raise StorageError(f"cannot create lock file {path}: {_describe_errno(e)}") from None
+    with f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 class SafeJournalBackend(BaseJournalBackend):
     """Optuna's journal file format with crash-safe appends (see the module docstring)."""
 
@@ -139,19 +154,8 @@ class SafeJournalBackend(BaseJournalBackend):
                     raise StorageError(f"cannot open journal file {self.path}: {_describe_errno(e)}") from None
                 log.debug("journal %s is read-only here: reading only", self.path)
 
-    # -- the lock --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        try:
-            f = open(self.lock_path, "a")
-        except OSError as e:
-            raise StorageError(f"cannot create lock file {self.lock_path}: {_describe_errno(e)}") from None
-        with f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    def _lock(self):
+        return file_lock(self.lock_path)
 
     # -- the tail check (call under the lock) -------------------------------------------------
     def _check_tail(self) -> None:

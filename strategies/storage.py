@@ -20,7 +20,6 @@ start more trials than the budget allows. It is held for milliseconds per trial:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -33,7 +32,7 @@ from typing import Callable, ContextManager, Iterator
 import optuna
 from optuna.storages import BaseStorage
 
-from .journal import SafeJournalBackend, StorageError, os_error_text
+from .journal import SafeJournalBackend, StorageError, file_lock, os_error_text
 
 __all__ = ["StorageError", "StorageHandle", "open_storage", "file_lock", "redact"]
 
@@ -60,20 +59,6 @@ def redact(url: str) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-@contextlib.contextmanager
-def file_lock(path: str) -> Iterator[None]:
-    try:
-        f = open(path, "a")
-    except OSError as e:
-        raise StorageError(f"cannot create lock file {path}: {os_error_text(e)}") from None
-    with f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def advisory_key(study_name: str) -> int:
