@@ -25,7 +25,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 from optuna.trial import TrialState
 
@@ -35,10 +35,7 @@ from dpc.ops import brief, printable
 from .base import Setting
 from .objectives import one_line
 from .registry import STRATEGIES, all_settings
-from .settings import NAME_PATTERN
-
-if TYPE_CHECKING:
-    from .settings import SearchSettings
+from .settings import NAME_PATTERN, SearchSettings
 
 PROG = "python -m strategies.run"
 MAX_COUNT = 1_000_000_000  # budget, top-k, population, tournament, startup trials, failures in a row
@@ -185,15 +182,19 @@ def build_parser() -> OneLineParser:
     s = p.add_argument_group("strategy settings (declared on each strategy; defaults scale with the budget)")
     add_strategy_flags(s)
     f = p.add_argument_group("faults")
-    f.add_argument("--heartbeat", type=heartbeat_seconds, default=10.0, help="seconds between trial heartbeats (default 10)")
-    f.add_argument("--grace", type=grace_seconds, default=60.0, help="seconds without heartbeat before a trial is re-run (default 60)")
-    f.add_argument("--max-retry", type=retry_int, default=2, help="re-runs of a cell whose worker died (default 2)")
-    f.add_argument("--max-consecutive-failures", type=positive_int, default=10,
-                   help="stop a worker after this many failed evaluations in a row (default 10)")
+    d = SearchSettings()  # the one set of defaults
+    f.add_argument("--heartbeat", type=heartbeat_seconds, default=d.heartbeat,
+                   help=f"seconds between trial heartbeats (default {d.heartbeat:g})")
+    f.add_argument("--grace", type=grace_seconds, default=d.grace,
+                   help=f"seconds without heartbeat before a trial is re-run (default {d.grace:g})")
+    f.add_argument("--max-retry", type=retry_int, default=d.max_retry,
+                   help=f"re-runs of a cell whose worker died; interruptions do not count (default {d.max_retry})")
+    f.add_argument("--max-consecutive-failures", type=positive_int, default=d.max_consecutive_failures,
+                   help=f"stop a worker after this many failed evaluations in a row (default {d.max_consecutive_failures})")
     p.add_argument("--worker-index", type=worker_index, help=argparse.SUPPRESS)
     p.add_argument("--worker-settings", help=argparse.SUPPRESS)  # SearchSettings as JSON, from the parent
     p.add_argument("--threads", type=workers_int, help=argparse.SUPPRESS)
-    p.add_argument("--poll", type=positive_float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--poll", type=positive_float, default=d.poll, help=argparse.SUPPRESS)
     return p
 
 
