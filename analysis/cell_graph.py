@@ -2,7 +2,8 @@
 
 F (the backbone features) sits at the left; each branch is a box at the column of its
 depth in the tree (a branch reading F is at depth 1, one reading such a branch at 2, ...),
-labelled with its operation and coloured by op family; arrows run from each branch's
+labelled with its operation and coloured by op family (both from the family's ``label`` and
+``colour`` in ``dpc.ops``); arrows run from each branch's
 input; every branch also feeds the concatenation + 1x1 projection at the right. Rows
 follow a depth-first walk of the tree, so a branch sits next to the branch it reads.
 """
@@ -17,7 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from dpc.genome import Genome
 
-FAMILY_COLOURS = {"conv1x1": "#d9d9d9", "sep3x3": "#9ecae1", "pool": "#fdae6b"}
 F_NODE, OUT_NODE = "F", "concat"
 
 
@@ -32,12 +32,8 @@ class CellDrawing:
 
 
 def op_label(op) -> str:
-    """Short, readable op label: 'conv 1x1', 'sep 3x3\\nrate 6x21', 'pool\\ngrid 2x8'."""
-    if op.kind == "conv1x1":
-        return "conv 1x1"
-    if op.kind == "sep3x3":
-        return f"sep 3x3\nrate {op.size[0]}x{op.size[1]}"
-    return f"pool\ngrid {op.size[0]}x{op.size[1]}"
+    """Short, readable op label from its family: 'conv 1x1', 'sep 3x3\\nrate 6x21', 'pool\\ngrid 2x8'."""
+    return op.family.label.format(*op.size)
 
 
 def layout(genome: "Genome") -> CellDrawing:
@@ -107,7 +103,7 @@ def draw_cell(
     for b, br in enumerate(genome.branches):
         x, y = d.positions[f"b{b}"]
         ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h, boxstyle="round,pad=0.02",
-                                    fc=FAMILY_COLOURS[br.op.kind], ec="#333333", lw=1.0, zorder=2))
+                                    fc=br.op.family.colour, ec="#333333", lw=1.0, zorder=2))
         ax.text(x, y, d.labels[f"b{b}"], ha="center", va="center", fontsize=8, zorder=3)
     for node, fc in ((F_NODE, "#ffffff"), (OUT_NODE, "#e5f5e0")):
         x, y = d.positions[node]

@@ -236,67 +236,68 @@ def plot_cost_vs_miou(
 
 # -- what the top cells are made of -------------------------------------------------------------
 def choice_counts(genomes: Sequence[Any]) -> dict[str, Any]:
-    """Counts of each op, op family, separable rate pair, pooling grid and branch input."""
-    from dpc.ops import GRIDS, OP_NAMES, RATES
+    """Counts of each op, op family, size pair of each two-axis family with a heatmap (``rates``
+    of the separable convs, ``grids`` of the pyramid pooling) and branch input."""
+    from dpc import ops as table
 
     ops: Counter[str] = Counter()
+    families: Counter[str] = Counter()
     n_branches = max((len(g.branches) for g in genomes), default=5)
-    rates = np.zeros((len(RATES), len(RATES)), dtype=int)
-    grids = np.zeros((len(GRIDS), len(GRIDS)), dtype=int)
+    heat = {f.name: np.zeros((len(f.axes[0]), len(f.axes[1])), dtype=int) for f in table.FAMILIES if f.heatmap}
     inputs = np.zeros((n_branches, n_branches), dtype=int)  # [branch, input + 1]: F, 0 .. B-2
     for g in genomes:
         for b, br in enumerate(g.branches):
             ops[br.op.name] += 1
-            if br.op.kind == "sep3x3":
-                rates[RATES.index(br.op.size[0]), RATES.index(br.op.size[1])] += 1
-            elif br.op.kind == "pool":
-                grids[GRIDS.index(br.op.size[0]), GRIDS.index(br.op.size[1])] += 1
+            families[br.op.kind] += 1
+            if br.op.kind in heat:
+                heat[br.op.kind][br.op.family.coords(br.op)] += 1
             inputs[b, br.input + 1] += 1
-    families = Counter()
-    for name, c in ops.items():
-        families[name.split("_")[0]] += c
-    return {"n_cells": len(genomes), "ops": {name: ops.get(name, 0) for name in OP_NAMES},
-            "families": {f: families.get(f, 0) for f in ("conv1x1", "sep3x3", "pool")},
-            "rates": rates.tolist(), "grids": grids.tolist(), "inputs": inputs.tolist()}
+    return {"n_cells": len(genomes), "ops": {name: ops.get(name, 0) for name in table.OP_NAMES},
+            "families": {f.name: families.get(f.name, 0) for f in table.FAMILIES},
+            **{table.FAMILY[name].heatmap[0]: mat.tolist() for name, mat in heat.items()},
+            "inputs": inputs.tolist()}
 
 
 def plot_choice_frequency(genomes: Sequence[Any], out: str | Path, title: str = "Choices among the top cells") -> dict[str, Any]:
-    """Four panels: op family share vs the uniform prior, separable-conv rate pairs, pooling
-    grids, and which input each branch reads (as a fraction of the cells)."""
-    from dpc.ops import GRIDS, NUM_OPS, RATES
+    """Panels: op family share vs the uniform prior, one heatmap per two-axis family (separable-conv
+    rate pairs, pooling grids), and which input each branch reads (as a fraction of the cells)."""
+    from dpc import ops as table
 
     data = choice_counts(genomes)
     n = max(data["n_cells"], 1)
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), layout="constrained",
-                             gridspec_kw=dict(width_ratios=[1.1, 1.3, 0.9, 1.1]))
+    maps = [f for f in table.FAMILIES if f.heatmap]
+    ratios = [1.1] + [0.5 + 0.1 * len(f.axes[0]) for f in maps] + [1.1]
+    fig, axes = plt.subplots(1, len(ratios), figsize=(14 * sum(ratios) / 4.4, 3.6), layout="constrained",
+                             gridspec_kw=dict(width_ratios=ratios))
     fam = data["families"]
     total = max(sum(fam.values()), 1)
-    prior = {"conv1x1": 1 / NUM_OPS, "sep3x3": 64 / NUM_OPS, "pool": 16 / NUM_OPS}
-    xs = np.arange(3)
+    prior = {f.name: len(f.ops) / table.NUM_OPS for f in table.FAMILIES}
+    xs = np.arange(len(prior))
     axes[0].bar(xs - 0.2, [fam[f] / total for f in prior], 0.4, label="top cells", color="#4c72b0")
     axes[0].bar(xs + 0.2, list(prior.values()), 0.4, label="uniform prior", color="#cccccc")
     axes[0].set_xticks(xs, list(prior))
     axes[0].set_ylabel("share of branches")
     axes[0].legend(frameon=False)
     axes[0].set_title("op family")
-    for ax, mat, ticks, name in ((axes[1], data["rates"], RATES, "sep 3x3 rate (rh x rw)"),
-                                 (axes[2], data["grids"], GRIDS, "pool grid (gh x gw)")):
-        im = ax.imshow(np.asarray(mat), cmap="Blues", origin="upper")
-        ax.set_xticks(range(len(ticks)), ticks)
-        ax.set_yticks(range(len(ticks)), ticks)
+    for ax, f in zip(axes[1:], maps):
+        key, name = f.heatmap
+        im = ax.imshow(np.asarray(data[key]), cmap="Blues", origin="upper")
+        ax.set_xticks(range(len(f.axes[1])), f.axes[1])
+        ax.set_yticks(range(len(f.axes[0])), f.axes[0])
         ax.set_xlabel("w")
         ax.set_ylabel("h")
         ax.set_title(name)
         fig.colorbar(im, ax=ax, shrink=0.8, label="count")
+    ax_in = axes[-1]
     inp = np.asarray(data["inputs"], dtype=float) / n
     # branch b may read inputs -1..b-1, i.e. columns 0..b: mask the impossible cells
     masked = np.ma.masked_array(inp, mask=np.triu(np.ones(inp.shape, dtype=bool), k=1))
-    im = axes[3].imshow(masked, cmap="Oranges", vmin=0, vmax=1, origin="upper")
-    axes[3].set_xticks(range(inp.shape[1]), ["F"] + [str(i) for i in range(inp.shape[1] - 1)])
-    axes[3].set_yticks(range(inp.shape[0]), [f"b{i}" for i in range(inp.shape[0])])
-    axes[3].set_xlabel("input")
-    axes[3].set_title("input of each branch")
-    fig.colorbar(im, ax=axes[3], shrink=0.8, label="fraction of cells")
+    im = ax_in.imshow(masked, cmap="Oranges", vmin=0, vmax=1, origin="upper")
+    ax_in.set_xticks(range(inp.shape[1]), ["F"] + [str(i) for i in range(inp.shape[1] - 1)])
+    ax_in.set_yticks(range(inp.shape[0]), [f"b{i}" for i in range(inp.shape[0])])
+    ax_in.set_xlabel("input")
+    ax_in.set_title("input of each branch")
+    fig.colorbar(im, ax=ax_in, shrink=0.8, label="fraction of cells")
     fig.suptitle(f"{title} (n={data['n_cells']})")
     data["input_fraction"] = inp.tolist()
     data["files"] = [str(p) for p in save(fig, out)]

@@ -13,10 +13,11 @@ from typing import Callable, NoReturn
 
 import numpy as np
 
+from . import ops
 from .cost import cell_cost
 from .genome import FEATURES, MAX_BRANCHES, Genome, space_size
-from .ops import NUM_OPS, brief, printable
 from .mutation import sample_genome
+from .ops import brief, printable
 from .zoo import ZOO, load_cell
 
 
@@ -71,11 +72,12 @@ def bounded_int(lo: int, hi: int, what: str, hi_text: str | None = None) -> Call
 
 def _space_line(branches: int) -> str:
     size = space_size(branches)
+    formula = f"B! x {ops.NUM_OPS}^B"
     if size < 10**30:
-        return f"{size:,} genomes with {branches} branches (B! x 81^B)"
-    log10 = (math.lgamma(branches + 1) + branches * math.log(NUM_OPS)) / math.log(10)
+        return f"{size:,} genomes with {branches} branches ({formula})"
+    log10 = (math.lgamma(branches + 1) + branches * math.log(ops.NUM_OPS)) / math.log(10)
     exponent = math.floor(log10)
-    return f"about {10 ** (log10 - exponent):.3f}e{exponent} genomes with {branches} branches (B! x 81^B)"
+    return f"about {10 ** (log10 - exponent):.3f}e{exponent} genomes with {branches} branches ({formula})"
 
 
 def build_parser() -> OneLineParser:

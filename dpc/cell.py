@@ -49,12 +49,22 @@ class PyramidPooling(nn.Module):
         return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=True)
 
 
+# the module builders of the built-in op families (named in dpc.ops's table)
+def conv1x1(cin: int, cout: int, size: tuple[int, ...], rate_multiplier: int = 1) -> nn.Module:
+    return conv_bn_relu(cin, cout, 1)
+
+
+def separable(cin: int, cout: int, rate: tuple[int, ...], rate_multiplier: int = 1) -> nn.Module:
+    return SeparableConv(cin, cout, (rate[0] * rate_multiplier, rate[1] * rate_multiplier))
+
+
+def pyramid_pooling(cin: int, cout: int, grid: tuple[int, ...], rate_multiplier: int = 1) -> nn.Module:
+    return PyramidPooling(cin, cout, (grid[0], grid[1]))
+
+
 def build_op(op: Op, cin: int, cout: int, rate_multiplier: int = 1) -> nn.Module:
-    if op.kind == "conv1x1":
-        return conv_bn_relu(cin, cout, 1)
-    if op.kind == "sep3x3":
-        return SeparableConv(cin, cout, (op.size[0] * rate_multiplier, op.size[1] * rate_multiplier))
-    return PyramidPooling(cin, cout, op.size)
+    """The module of ``op``, from its family's builder."""
+    return op.family.module(cin, cout, op.size, rate_multiplier)
 
 
 class DensePredictionCell(nn.Module):

@@ -1,7 +1,7 @@
 """Analytic cost of a cell, without building it: what a search can afford to compute often.
 
-``params`` counts every trainable parameter of DensePredictionCell (conv weights and BN
-scale/shift); ``flops`` counts what torch.utils.flop_counter counts (2 x multiply-adds of
+Each op's figures come from its family's ``cost`` in ``dpc.ops``. ``params`` counts every
+trainable parameter of DensePredictionCell (conv weights and BN scale/shift); ``flops`` counts what torch.utils.flop_counter counts (2 x multiply-adds of
 the convolutions; pooling, BN, ReLU and resize are not counted); ``paper_params`` and
 ``paper_madds`` follow Table 1 of the paper (conv weights only, no BN, no projection).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .genome import FEATURES, Genome
-from .ops import pooling_kernel
 
 
 @dataclass(frozen=True)
@@ -42,20 +41,10 @@ def cell_cost(
     madds = 0
     for br in genome.branches:
         cin = in_channels if br.input == FEATURES else channels
-        op = br.op
-        if op.kind == "conv1x1":
-            conv_w += cin * channels
-            madds += hw * cin * channels
-        elif op.kind == "sep3x3":
-            conv_w += 9 * cin + cin * channels
-            bn += 2 * cin
-            madds += hw * (9 * cin + cin * channels)
-        else:
-            ph = height - pooling_kernel(height, op.size[0]) + 1
-            pw = width - pooling_kernel(width, op.size[1]) + 1
-            conv_w += cin * channels
-            madds += ph * pw * cin * channels
-        bn += 2 * channels
+        each = br.op.family.cost(cin, channels, br.op.size, height, width)  # the op's own BN included
+        conv_w += each.weights
+        bn += each.norm
+        madds += each.madds
     proj_w = len(genome) * channels * concat_channels
     params = conv_w + bn + proj_w + 2 * concat_channels
     flops = 2 * (madds + hw * proj_w)

@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from .ops import NUM_OPS, OPS, Op, as_op, brief
+from . import ops
+from .deeplab_json import op_from_deeplab, op_to_deeplab
+from .ops import Op, as_op, brief
 
 FEATURES = -1  # input id of the backbone feature map
 DEFAULT_BRANCHES = 5
@@ -48,9 +50,9 @@ def check_branches(branches: Any) -> int:
 
 
 def space_size(branches: int = DEFAULT_BRANCHES) -> int:
-    """B! x 81^B: branch b has b + 1 possible inputs and 81 operations."""
+    """B! x N^B: branch b has b + 1 possible inputs and N operations (81 built in)."""
     branches = check_branches(branches)
-    return math.factorial(branches) * NUM_OPS**branches
+    return math.factorial(branches) * ops.NUM_OPS**branches
 
 
 def _check_int(value: Any, what: str) -> int:
@@ -193,25 +195,31 @@ class Genome:
 
     # -- DeepLab JSON ----------------------------------------------------------------------
     def to_deeplab(self) -> list[dict[str, Any]]:
-        out = []
-        for br in self.branches:
-            op = br.op
-            if op.kind == "conv1x1":
-                out.append({"kernel": 1, "op": "conv", "input": br.input})
-            elif op.kind == "sep3x3":
-                out.append({"kernel": 3, "rate": list(op.size), "op": "conv", "input": br.input})
-            else:
-                out.append({"op": "pyramid_pooling", "grid_size": list(op.size), "input": br.input})
-        return out
+        return [{**op_to_deeplab(br.op), "input": br.input} for br in self.branches]
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_deeplab(), **kwargs)
 
     @classmethod
     def from_deeplab(cls, cell: Any) -> Genome:
-        from .deeplab_json import branches_from_deeplab
-
-        return cls.of(*branches_from_deeplab(cell))
+        if not isinstance(cell, list) or not cell:
+            raise GenomeError(f"a DeepLab cell is a non-empty JSON list of branches, got {type(cell).__name__}")
+        if len(cell) > MAX_BRANCHES:
+            raise GenomeError(f"a genome has at most {MAX_BRANCHES} branches, got {len(cell)}")
+        pairs = []
+        for b, entry in enumerate(cell):
+            if not isinstance(entry, dict):
+                raise GenomeError(f"branch {b}: expected a JSON object, got {type(entry).__name__}")
+            if "input" not in entry:
+                raise GenomeError(f"branch {b}: missing 'input'")
+            inp = entry["input"]
+            if isinstance(inp, bool) or not isinstance(inp, int):
+                raise GenomeError(f"branch {b}: input must be an integer, got {brief(inp)}")
+            try:
+                pairs.append((inp, op_from_deeplab(entry)))
+            except ValueError as e:
+                raise GenomeError(f"branch {b}: {e}") from None
+        return cls.of(*pairs)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Genome:
@@ -301,5 +309,3 @@ def parse_genome(spec: str | Iterable[int] | Mapping[str, Any] | list[dict[str, 
         return Genome.from_deeplab(spec)
     return Genome.from_vector(spec)
 
-
-assert len(OPS) == NUM_OPS == 81

@@ -9,44 +9,32 @@ from typing import Iterator, Literal
 
 import numpy as np
 
+from . import ops
 from .genome import DEFAULT_BRANCHES, FEATURES, Branch, Genome
-from .ops import GRIDS, NUM_OPS, OPS, RATES, Op
+from .ops import Op
 
 MutationKind = Literal["op", "input"]
 
 
 def sample_genome(rng: np.random.Generator, branches: int = DEFAULT_BRANCHES) -> Genome:
-    """Uniform over all B! x 81^B genomes: branch b's input uniform over b + 1 choices."""
-    return Genome(
-        tuple(Branch(int(rng.integers(-1, b)), OPS[int(rng.integers(NUM_OPS))]) for b in range(branches))
-    )
-
-
-def _nearby_ops(op: Op) -> list[Op]:
-    """Ops of the same family whose rate/grid differs in one axis by one step."""
-    if op.kind == "conv1x1":
-        return []
-    values = RATES if op.kind == "sep3x3" else GRIDS
-    out = []
-    for axis in (0, 1):
-        i = values.index(op.size[axis])
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(values):
-                size = list(op.size)
-                size[axis] = values[j]
-                out.append(Op(op.kind, (size[0], size[1])))
-    return out
+    """Uniform over all B! x N^B genomes (N = 81 built-in ops): branch b's input uniform over b + 1 choices."""
+    table, n = ops.OPS, ops.NUM_OPS
+    return Genome(tuple(Branch(int(rng.integers(-1, b)), table[int(rng.integers(n))]) for b in range(branches)))
 
 
 def op_choices(op: Op, same_family: bool = False, nearby: bool = False) -> list[Op]:
-    """The ops a mutation of ``op`` may pick; never contains ``op`` itself."""
+    """The ops a mutation of ``op`` may pick; never contains ``op`` itself. ``nearby``: the
+    family's neighbourhood of ``op``; ``same_family``: the family's other ops (each falls back
+    to the next when empty: a family of one op has neither)."""
     if nearby:
-        choices = _nearby_ops(op)
+        choices = op.family.neighbours(op)
         if choices:
             return choices
-    if same_family and op.kind != "conv1x1":
-        return [o for o in OPS if o.kind == op.kind and o != op]
-    return [o for o in OPS if o != op]
+    if same_family:
+        choices = [o for o in op.family.ops if o != op]
+        if choices:
+            return choices
+    return [o for o in ops.OPS if o != op]
 
 
 def _replace(genome: Genome, b: int, branch: Branch) -> Genome:
@@ -64,7 +52,8 @@ def mutate(
 ) -> Genome:
     """Change one op, or one input (kind=None: each with probability 1/2).
 
-    ``same_family`` keeps conv/sep/pool; ``nearby`` moves one rate or grid axis one step.
+    ``same_family`` keeps the op's family; ``nearby`` moves within its neighbourhood (by default
+    one rate or grid axis one step).
     An input mutation on a genome where no branch can rewire (B = 1) changes an op instead.
     """
     rewirable = [b for b in range(1, len(genome))]
@@ -87,7 +76,7 @@ def mutate(
 def neighbours(genome: Genome) -> Iterator[Genome]:
     """Every genome one mutation away (all op changes, then all input changes)."""
     for b, br in enumerate(genome.branches):
-        for op in OPS:
+        for op in ops.OPS:
             if op != br.op:
                 yield _replace(genome, b, Branch(br.input, op))
     for b, br in enumerate(genome.branches):

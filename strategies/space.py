@@ -1,7 +1,8 @@
 """The genome space as Optuna distributions, and the genome <-> trial conversions.
 
 Branch b has two categorical parameters: ``b{b}_input`` over [-1, 0, .., b-1] (-1 is the
-backbone feature map) and ``b{b}_op`` over the 81 operation names, in ``dpc.ops`` order.
+backbone feature map) and ``b{b}_op`` over the operation names in ``dpc.ops`` order (the 81
+built-in ones, then those of any registered op family, appended).
 Every strategy suggests exactly these parameters, so all studies share one trial schema
 and a trial's params are always ``Genome.to_params()`` of the evaluated cell.
 """
@@ -11,40 +12,30 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.trial import FrozenTrial
 
+from dpc import ops
 from dpc.genome import DEFAULT_BRANCHES, FEATURES, Genome
-from dpc.ops import OP_NAMES
 
 
 @lru_cache(maxsize=None)
-def _space(branches: int) -> tuple[tuple[str, CategoricalDistribution], ...]:
+def _space(branches: int, op_names: tuple[str, ...]) -> tuple[tuple[str, CategoricalDistribution], ...]:
     if branches < 1:
         raise ValueError(f"number of branches must be >= 1, got {branches}")
     items: list[tuple[str, CategoricalDistribution]] = []
     for b in range(branches):
         items.append((f"b{b}_input", CategoricalDistribution(list(range(FEATURES, b)))))
-        items.append((f"b{b}_op", CategoricalDistribution(list(OP_NAMES))))
+        items.append((f"b{b}_op", CategoricalDistribution(list(op_names))))
     return tuple(items)
 
 
 def search_space(branches: int = DEFAULT_BRANCHES) -> dict[str, BaseDistribution]:
     """Ordered ``{param name: distribution}`` for a cell of ``branches`` branches."""
-    return dict(_space(branches))
+    return dict(_space(branches, ops.OP_NAMES))
 
 
 def genome_of(params: Mapping[str, Any]) -> Genome:
     """The genome a trial's params encode (``GenomeError`` if they are not a cell)."""
     return Genome.from_params(params)
-
-
-def trial_genome(trial: FrozenTrial) -> Genome | None:
-    """The genome of a trial, or None when it has no (or incomplete) genome params."""
-    try:
-        return Genome.from_params(trial.params)
-    except ValueError:
-        return None
-
 
 
 def whole_cell(params: Mapping[str, Any], branches: int) -> bool:

@@ -12,6 +12,10 @@ a search can exploit and that uniform sampling rarely hits:
   seeded offset (cascaded atrous convs growing the receptive field, as in the paper's best
   cell); reading the backbone features gives a small flat bonus.
 
+Each op family's part (peak, width, centre range, bonus from F, chaining, relay) is its
+``synthetic`` field in ``dpc.ops``, so a registered family joins the landscape (which then
+differs from the 81-op one, as the space does).
+
 score = sum over branches of u(op_b) + v(op of b's input, op_b), divided by the maximum, so
 the optimum is exactly 1.0 and every score lies in [0, 1]. The score depends only on the
 labelled tree of the cell, so equivalent cells (same canonical hash) score the same. The
@@ -41,12 +45,12 @@ from functools import cached_property
 
 import numpy as np
 
+from dpc import ops as table
 from dpc.genome import DEFAULT_BRANCHES, FEATURES, Branch, Genome
-from dpc.ops import GRIDS, NUM_OPS, OPS, RATES, brief
+from dpc.ops import brief
 
 from .objectives import ObjectiveError
 
-F_INDEX = NUM_OPS  # row of v for "the input is the backbone features"
 MAX_SYNTHETIC_BRANCHES = 8
 MAX_SLEEP = 3600.0
 MAX_SEED = 2**64 - 1
@@ -76,17 +80,14 @@ class SyntheticFailure(RuntimeError):
 
 
 def _op_coords() -> tuple[np.ndarray, np.ndarray]:
-    """Per op: kind code (0 conv1x1, 1 sep, 2 pool) and (row, col) index on its rate/grid axis."""
-    kind = np.zeros(NUM_OPS, dtype=int)
-    coord = np.zeros((NUM_OPS, 2))
-    for i, op in enumerate(OPS):
-        if op.kind == "sep3x3":
-            kind[i] = 1
-            coord[i] = (RATES.index(op.size[0]), RATES.index(op.size[1]))
-        elif op.kind == "pool":
-            kind[i] = 2
-            coord[i] = (GRIDS.index(op.size[0]), GRIDS.index(op.size[1]))
-    return kind, coord
+    """Per op: its family's index in the table and its (row, col) index on the first two axes."""
+    family = np.zeros(table.NUM_OPS, dtype=int)
+    coord = np.zeros((table.NUM_OPS, 2))
+    for i, op in enumerate(table.OPS):
+        family[i] = table.FAMILIES.index(op.family)
+        xy = op.family.coords(op)[:2]
+        coord[i, : len(xy)] = xy
+    return family, coord
 
 
 @dataclass
@@ -101,21 +102,29 @@ class StructuredObjective:
     def __post_init__(self) -> None:
         self.check()
         rng = np.random.default_rng([int(self.seed), 7919])
-        kind, coord = _op_coords()
-        sep, pool = kind == 1, kind == 2
-        centre_sep = rng.uniform(1.0, 6.0, size=2)
-        centre_pool = rng.uniform(0.0, 3.0, size=2)
-        u = np.where(kind == 0, 0.4, 0.0)
-        u[sep] = np.exp(-((coord[sep] - centre_sep) ** 2).sum(1) / (2 * 1.5**2))
-        u[pool] = 0.6 * np.exp(-((coord[pool] - centre_pool) ** 2).sum(1) / (2 * 1.0**2))
-        u += 0.2 * rng.random(NUM_OPS)
+        self.ops, n = table.OPS, table.NUM_OPS
+        self.f_index = n  # row of v for "the input is the backbone features"
+        family, coord = _op_coords()
+        roles = [f.synthetic for f in table.FAMILIES]
+        centres = {k: rng.uniform(*r.centre, size=2) for k, r in enumerate(roles) if r.centre is not None}
+        u = np.zeros(n)
+        for k, r in enumerate(roles):
+            mine = family == k
+            if r.centre is None:
+                u[mine] = r.peak
+            else:
+                u[mine] = r.peak * np.exp(-((coord[mine] - centres[k]) ** 2).sum(1) / (2 * r.width**2))
+        u += 0.2 * rng.random(n)
         offset = np.array([rng.integers(1, 3), rng.integers(-2, 3)], dtype=float)
-        v = np.zeros((NUM_OPS + 1, NUM_OPS))
+        v = np.zeros((n + 1, n))
         shift = coord[None, :, :] - coord[:, None, :] - offset  # child - parent - offset
         chain = 0.8 * np.exp(-(shift**2).sum(-1) / (2 * 1.2**2))
-        v[:NUM_OPS] = np.where(sep[:, None] & sep[None, :], chain, 0.0)
-        v[:NUM_OPS][kind == 0] = 0.2 * u[None, :]  # after a 1x1 conv: a little of the op's own score
-        v[F_INDEX] = np.where(sep, 0.3, 0.1)
+        chains = np.array([r.chains for r in roles])[family]
+        v[:n] = np.where(chains[:, None] & (family[:, None] == family[None, :]), chain, 0.0)
+        for k, r in enumerate(roles):
+            if r.relay:
+                v[:n][family == k] = r.relay * u[None, :]  # after e.g. a 1x1 conv: a little of the op's own score
+        v[self.f_index] = np.array([r.from_features for r in roles])[family]
         self.u, self.v = u, v
 
     def check(self) -> None:
@@ -128,7 +137,7 @@ class StructuredObjective:
         total = 0.0
         for br in genome.branches:
             op = br.op.index
-            parent = F_INDEX if br.input == FEATURES else genome.branches[br.input].op.index
+            parent = self.f_index if br.input == FEATURES else genome.branches[br.input].op.index
             total += self.u[op] + self.v[parent, op]
         return float(total)
 
@@ -153,7 +162,7 @@ class StructuredObjective:
         for inputs in itertools.product(*(range(FEATURES, b) for b in range(self.branches))):
             value, ops = self._best_ops(list(inputs))
             if value > best_value:
-                best_value, best_genome = value, Genome(tuple(Branch(i, OPS[o]) for i, o in zip(inputs, ops)))
+                best_value, best_genome = value, Genome(tuple(Branch(i, self.ops[o]) for i, o in zip(inputs, ops)))
         return best_value, best_genome
 
     def _best_ops(self, inputs: list[int]) -> tuple[float, list[int]]:
@@ -164,18 +173,18 @@ class StructuredObjective:
         for b, i in enumerate(inputs):
             children[i].append(b)
         best = {}
-        choice = {}  # (child) -> argmax child op for each parent op (81 or 82 rows)
+        choice = {}  # (child) -> argmax child op for each parent op (one row per op)
         for node in reversed(range(n)):
             vec = self.u.copy()
             for c in children[node]:
-                m = self.v[:NUM_OPS] + best[c][None, :]
+                m = self.v[: self.f_index] + best[c][None, :]
                 choice[c] = m.argmax(1)
                 vec += m.max(1)
             best[node] = vec
         total = 0.0
         ops = [0] * n
         for c in children[FEATURES]:
-            m = self.v[F_INDEX] + best[c]
+            m = self.v[self.f_index] + best[c]
             ops[c] = int(m.argmax())
             total += float(m.max())
         for b in range(n):  # parents precede children, so their op is set first
