@@ -18,18 +18,25 @@ from .errors import EvaluationError
 
 def format_result(result, class_names: list[str], head_name: str | None = None) -> str:
     first = f"cell          {result.genome}" if result.genome is not None else f"head          {head_name or '(not a genome)'}"
+    test = "n/a (no test split)" if result.test_miou is None else f"{result.test_miou:.4f}"
     lines = [
         first,
-        f"mIOU          {result.miou:.4f}   ({result.config} config {result.config_hash}, seed {result.seed}, {result.iterations} iterations)",
+        f"val mIOU      {result.miou:.4f}   (the search signal; {result.config} config {result.config_hash}, seed {result.seed}, "
+        f"{result.iterations} iterations)",
+        f"test mIOU     {test}   (reporting only: no search sees it)",
         f"params        {result.params:,}",
         f"FLOPs         {result.flops:,} per image",
         f"train / eval  {result.train_seconds:.1f} s / {result.eval_seconds:.1f} s on {result.device}",
-        "per-class IoU " + "  ".join(
-            f"{name}={'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.3f}'}"
-            for name, v in zip(class_names, result.per_class_iou)
-        ),
+        "val IoU       " + _per_class(class_names, result.per_class_iou),
     ]
+    if result.test_per_class_iou is not None:
+        lines.append("test IoU      " + _per_class(class_names, result.test_per_class_iou))
     return "\n".join(lines)
+
+
+def _per_class(class_names: list[str], values: list[float]) -> str:
+    return "  ".join(f"{name}={'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.3f}'}"
+                     for name, v in zip(class_names, values))
 
 
 def load_factory(spec: str):

@@ -55,6 +55,7 @@ class _Evaluator:
         self._datasets = datasets
         self._train: Optional[Split] = None
         self._val: Optional[Split] = None
+        self._test: Optional[Split] = None  # reporting only: never reaches a callback
         self.num_classes = 0
         self.class_names: list[str] = []
         self.in_channels = 0
@@ -70,10 +71,13 @@ class _Evaluator:
     def prepare(self) -> "_Evaluator":
         """Build or load the dataset and cached features once; idempotent."""
         if self._train is None:
-            self._train, self._val = self._load_splits()
+            splits = self._load_splits()
+            self._train, self._val = splits[0], splits[1]
+            self._test = splits[2] if len(splits) > 2 else None
         return self
 
-    def _load_splits(self) -> tuple[Split, Split]:  # pragma: no cover - abstract
+    def _load_splits(self) -> list[Split]:  # pragma: no cover - abstract
+        """train, val and (when the dataset has one) test."""
         raise NotImplementedError
 
     def _build_model(self, head: nn.Module) -> tuple[nn.Module, list[dict]]:  # pragma: no cover
@@ -100,7 +104,8 @@ class _Evaluator:
             module = build_head(head, self.in_channels, cfg).to(self.device)
             cost = head_cost(head, module, self.in_channels, self.feature_size, cfg, self.device)
             model, groups = self._build_model(module)
-            outcome = train_and_evaluate(model, groups, self._train, self._val, self.num_classes, cfg, seed, callback)
+            outcome = train_and_evaluate(model, groups, self._train, self._val, self.num_classes, cfg, seed, callback,
+                                         test=self._test)
         except torch.OutOfMemoryError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
             raise GPUOutOfMemoryError(f"out of memory on {self.device} with batch {cfg.batch_size}: {first}") from None
@@ -122,6 +127,8 @@ class _Evaluator:
             config=cfg.name,
             config_hash=cfg.hash(),
             genome=str(head) if isinstance(head, Genome) else None,
+            test_miou=outcome.test_miou,
+            test_per_class_iou=outcome.test_per_class_iou,
         )
 
     __call__ = evaluate
@@ -130,7 +137,7 @@ class _Evaluator:
 class ProxyEvaluator(_Evaluator):
     """The paper's proxy task: cached features, a single cell trained briefly, mIOU."""
 
-    def _load_splits(self) -> tuple[Split, Split]:
+    def _load_splits(self) -> list[Split]:
         from .cache import load_or_build
 
         cfg = self.config
@@ -147,7 +154,7 @@ class ProxyEvaluator(_Evaluator):
             self.num_classes, self.class_names = cached.num_classes, list(cached.class_names)
         self.in_channels = splits[0].inputs.shape[1]
         self.feature_size = tuple(splits[0].inputs.shape[-2:])
-        return splits[0], splits[1]
+        return splits
 
     def _build_model(self, head: nn.Module) -> tuple[nn.Module, list[dict]]:
         model = SegmentationHead(head, self.in_channels, self.num_classes, self.config).to(self.device)

@@ -53,7 +53,7 @@ def available_backbone(preferred: str) -> str:
 class FullEvaluator(_Evaluator):
     full = True
 
-    def _load_splits(self) -> tuple[Split, Split]:
+    def _load_splits(self) -> list[Split]:
         from .backbone import build_backbone, preprocess
 
         cfg = self.config
@@ -71,7 +71,7 @@ class FullEvaluator(_Evaluator):
         with torch.no_grad():
             probe = self._backbone.eval()(preprocess(splits[1].inputs[:1].cpu()))
         self.feature_size = tuple(probe.shape[-2:])
-        return splits[0], splits[1]
+        return splits
 
     def _build_model(self, head: nn.Module) -> tuple[nn.Module, list[dict]]:
         self._backbone.load_state_dict(self._backbone_state)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EvalResult:
+    """``miou`` is the validation mIOU, the only value a search sees; ``test_miou`` is scored on
+    the test split, which no strategy, sampler or pruner sees (None without a test split)."""
+
     miou: float
     per_class_iou: list[float]  # NaN where a class is absent from truth and prediction
     params: int  # trainable parameters of the head, classifier excluded (dpc.cell_cost; counted for a module)
@@ -20,10 +23,14 @@ class EvalResult:
     config: str  # config name
     config_hash: str
     genome: str | None  # the genome string; None for a head that is not a DPC genome (proxy.head)
+    test_miou: float | None = None
+    test_per_class_iou: list[float] | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["per_class_iou"] = [None if v != v else round(v, 6) for v in self.per_class_iou]
+        if self.test_per_class_iou is not None:
+            d["test_per_class_iou"] = [None if v != v else round(v, 6) for v in self.test_per_class_iou]
         return d
 
     def __float__(self) -> float:

@@ -61,12 +61,14 @@ class Split:
 
 @dataclass
 class TrainOutcome:
-    miou: float
+    miou: float  # on val: the search signal
     per_class_iou: list[float]
     train_seconds: float
     eval_seconds: float
     iterations: int
     train_loss: float  # mean loss over the last 10% of steps
+    test_miou: Optional[float] = None  # on test (reporting only), after the last step
+    test_per_class_iou: Optional[list[float]] = None
 
 
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
@@ -109,9 +111,11 @@ def train_and_evaluate(
     cfg: EvalConfig,
     seed: int,
     callback: Optional[ProgressCallback] = None,
+    test: Optional[Split] = None,
 ) -> TrainOutcome:
     """``cfg.optimizer`` (Adam, or the paper's SGD + momentum) with poly decay for ``cfg.iterations``
-    steps; NaN loss raises NaNLossError."""
+    steps; NaN loss raises NaNLossError. ``callback`` sees val mIOU only; the test split (if
+    given) is scored once, after training, and never reaches the callback."""
     device = train.labels.device
     rng = np.random.default_rng(seed)
     if cfg.optimizer == "adam":
@@ -166,5 +170,11 @@ def train_and_evaluate(
     eval_seconds += time.perf_counter() - t0
     if callback is not None:
         callback(cfg.iterations, miou)
+    test_miou = test_per_class = None
+    if test is not None:
+        t0 = time.perf_counter()
+        test_miou, test_per_class = evaluate_miou(model, test, num_classes, cfg)
+        eval_seconds += time.perf_counter() - t0
     tail = losses[-max(1, len(losses) // 10) :]
-    return TrainOutcome(miou, per_class, train_seconds, eval_seconds, cfg.iterations, sum(tail) / len(tail))
+    return TrainOutcome(miou, per_class, train_seconds, eval_seconds, cfg.iterations, sum(tail) / len(tail),
+                        test_miou, test_per_class)

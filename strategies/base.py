@@ -16,6 +16,7 @@ the same indices (common random numbers: less noise when comparing strategies).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -64,14 +65,28 @@ def int_seed_for(seed: int, index: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, index, stream]).generate_state(1)[0])
 
 
+TEST_PREFIX = "test_"  # user attrs scored on the test split: reporting only, never shown to a sampler
+
+
+def without_test(t: FrozenTrial) -> FrozenTrial:
+    """A copy of ``t`` without its test-split attributes (``test_miou``, ``test_per_class_iou``)."""
+    if not any(k.startswith(TEST_PREFIX) for k in t.user_attrs):
+        return t
+    t = copy.copy(t)
+    t.user_attrs = {k: v for k, v in t.user_attrs.items() if not k.startswith(TEST_PREFIX)}
+    return t
+
+
 def completed_trials(study: Study, branches: int) -> list[FrozenTrial]:
     """COMPLETE trials with a finite value and genome params: the history samplers use.
 
-    (Params are only checked for presence here; they are parsed when a trial is used.)
+    Their value is the validation mIOU; test-split attributes are removed, so no strategy can
+    select on the test split. (Params are only checked for presence here; they are parsed
+    when a trial is used.)
     """
     last = f"b{branches - 1}_op"
     return [
-        t
+        without_test(t)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.value is not None and math.isfinite(t.value) and last in t.params and f"b{branches}_op" not in t.params
     ]
