@@ -10,7 +10,7 @@ neither torch nor matplotlib):
 - ``analysis.curves``: best-so-far curves per run and their median/IQR bands;
 - ``analysis.plots`` and ``analysis.cell_graph``: the figures (PNG + SVG), each returning
   the data it drew;
-- ``analysis.cells``: evaluate a fixed list of cells into a study (the search worker loop);
+
 - CLIs: ``python -m analysis.correlate`` and ``python -m analysis.report``
   (and ``python -m benchmarks.compare``, which runs the studies and then the report).
 """

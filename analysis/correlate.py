@@ -130,7 +130,7 @@ def plot(report: CorrelationReport, out: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
-    from .cells import Cell, evaluate_cells
+    from strategies.cells import Cell, evaluate_cells
 
     storage = read_storage(args.storage)
     if args.study:

@@ -115,7 +115,7 @@ def settings_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[str]) -> dict[str, Any]:
     import strategies
-    from analysis.cells import Cell, evaluate_cells
+    from strategies.cells import Cell, evaluate_cells
     from dpc.zoo import zoo_cell
     from strategies.objectives import resolve_objective
 

@@ -107,14 +107,21 @@ class Objective:
     prepare_fn: Callable[[], Any] | None = None
     takes_callback: bool = False  # fn(genome, callback=(step, value)) for intermediate values
     default_budget: int = 100  # evaluations when --budget is not given
+    takes_seed: bool = False  # fn(genome, seed=...) trains with that seed (re-training with fresh seeds)
+    has_test: bool = False  # results carry test_miou (a held-out split): incumbents are re-scored on it
 
     def prepare(self) -> None:
         if self.prepare_fn is not None:
             self.prepare_fn()
 
-    def evaluate(self, genome: Genome, callback: Callable[[int, float], None] | None = None) -> Outcome:
-        result = self.fn(genome, callback=callback) if self.takes_callback and callback else self.fn(genome)
-        return outcome_of(result)
+    def evaluate(self, genome: Genome, callback: Callable[[int, float], None] | None = None,
+                 seed: int | None = None) -> Outcome:
+        kwargs: dict[str, Any] = {}
+        if self.takes_callback and callback:
+            kwargs["callback"] = callback
+        if seed is not None and self.takes_seed:
+            kwargs["seed"] = int(seed)
+        return outcome_of(self.fn(genome, **kwargs))
 
 
 def experiment_name(text: str) -> str:
@@ -179,12 +186,13 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         torch.set_num_threads(int(threads))
     evaluator = Evaluator(config=name, cache_dir=cache_dir, dataset=dataset)
 
-    def fn(genome: Genome, callback: Callable[[int, float], None] | None = None) -> Any:
-        return evaluator.evaluate(genome, seed=eval_seed, callback=callback)
+    def fn(genome: Genome, callback: Callable[[int, float], None] | None = None, seed: int | None = None) -> Any:
+        return evaluator.evaluate(genome, seed=eval_seed if seed is None else seed, callback=callback)
 
     data = "" if dataset is None or dataset.startswith("scenes") else "-" + dataset.partition(":")[0]
     return Objective(
         fn, kind, f"{kind}-{name}{data}", config=name, metric="mIOU", prepare_fn=evaluator.prepare, takes_callback=True,
+        takes_seed=True, has_test=True,
         default_budget=int(getattr(cfg, "default_budget", 16)),
     )
 

@@ -33,6 +33,7 @@ from dpc.genome import MAX_BRANCHES
 from dpc.ops import brief, printable
 
 from .base import Setting
+from .incumbent import DEFAULT_REEVAL_SEEDS
 from .objectives import one_line
 from .registry import STRATEGIES, all_settings
 from .settings import NAME_PATTERN, SearchSettings
@@ -178,6 +179,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--eval-seed", type=seed_int, help="training seed for every evaluation (default: the config's)")
     p.add_argument("--cache-dir", help="dataset/feature cache directory of the evaluator")
     p.add_argument("--out-dir", default="runs", help="where the default journal and best_cell.json go (default runs)")
+    p.add_argument("--reeval-seeds", type=int_in(0, 1000, "a non-negative integer"), default=DEFAULT_REEVAL_SEEDS,
+                   help="at the end, re-train the best cell with this many fresh seeds and score it on the test split "
+                   f"(proxy/full objectives; 0: skip; default {DEFAULT_REEVAL_SEEDS})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s = p.add_argument_group("strategy settings (declared on each strategy; defaults scale with the budget)")
     add_strategy_flags(s)
@@ -285,7 +289,7 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def summary(result, out_dir: str, elapsed: float) -> tuple[list[str], int]:
+def summary(result, out_dir: str, elapsed: float, incumbent=None) -> tuple[list[str], int]:
     """The lines printed at the end, and the exit status (1 if no trial completed)."""
     st = result.status
     budget = result.study.user_attrs.get("budget")
@@ -300,7 +304,11 @@ def summary(result, out_dir: str, elapsed: float) -> tuple[list[str], int]:
         lines.append(f"warning: all {st.complete} complete trials scored exactly {st.best:.4f}: "
                      "the objective does not tell these cells apart")
     lines.append(f"best cell  {genome}  (trial {t.number})")
-    lines.append(f"{result.metric:<10} {st.best:.4f}")
+    if incumbent is not None:
+        lines.append(f"val {result.metric:<6} {st.best:.4f}  (what selected it: one training seed, the search signal)")
+        lines.append(incumbent.line(result.metric))
+    else:
+        lines.append(f"{result.metric:<10} {st.best:.4f}")
     if t.user_attrs.get("flops") is not None:
         lines.append(f"{'FLOPs':<10} {float(t.user_attrs['flops']) / 1e9:.3f} G")
     if t.user_attrs.get("params") is not None:
@@ -443,7 +451,20 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
     progress.close()
     if worker:
         return 0
-    lines, status = summary(result, args.out_dir, time.time() - start)
+    incumbent = None
+    if objective.has_test and args.reeval_seeds and result.status.best_trial is not None:
+        print(f"re-training the best cell with {args.reeval_seeds} fresh seeds, scored on the test split...", flush=True)
+        try:
+            from .incumbent import reevaluate_incumbent
+
+            incumbent = reevaluate_incumbent(result.study, result.settings, objective, args.reeval_seeds, progress=show)
+        except KeyboardInterrupt:
+            print("interrupted; re-run the same command to finish the re-training", file=sys.stderr)
+            return 130
+        except (StorageError, SearchError, ValueError) as e:
+            print(f"{PROG}: error: re-training the best cell: {e}", file=sys.stderr)
+            return 1
+    lines, status = summary(result, args.out_dir, time.time() - start, incumbent)
     print("\n".join(lines))
     return status
 

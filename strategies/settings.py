@@ -23,7 +23,7 @@ HEARTBEAT_S, GRACE_S = 10.0, 60.0  # the one set of timing defaults (searches an
 class SearchSettings:
     """Everything a worker needs besides the study itself. ``budget=None``: the objective's."""
 
-    strategy: str | None = "random"  # None: a queue of enqueued cells (analysis.cells), no sampler
+    strategy: str | None = "random"  # None: a queue of enqueued cells (strategies.cells), no sampler
     budget: int | None = None
     seed: int = 0
     objective: str = "proxy"  # a spec string (workers rebuild the objective from it)

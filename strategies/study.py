@@ -283,11 +283,12 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Search
                 except Exception as e:
                     log.debug("trial %d: report(%s, %s) failed: %s", trial.number, step, value, e)
 
+            seed = trial.user_attrs.get("eval_seed")  # a queue cell re-trained with its own seed
             if heartbeat:
                 with Heartbeat(storage_of(study), trial_id(trial), settings.heartbeat):
-                    outcome = objective.evaluate(genome, callback=report)
+                    outcome = objective.evaluate(genome, callback=report, seed=seed)
             else:
-                outcome = objective.evaluate(genome, callback=report)
+                outcome = objective.evaluate(genome, callback=report, seed=seed)
             attrs, value = outcome.attrs, outcome.value
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -373,7 +374,7 @@ def run_worker(
     """Start, evaluate, tell until the study's budget is used; safe with many workers.
 
     ``budget=None`` runs a queue instead of a search: only enqueued cells and re-runs, never
-    a new draw of the sampler, until none is left (``analysis.cells`` uses it).
+    a new draw of the sampler, until none is left (``strategies.cells`` uses it).
     """
     space = search_space(settings.branches)
     def lock():

@@ -11,7 +11,7 @@ from analysis_fixtures import make_study
 from optuna.trial import TrialState
 
 from analysis import correlate
-from analysis.cells import Cell, evaluate_cells, plan
+from strategies.cells import Cell, evaluate_cells, plan
 from analysis.load import load_study, read_storage
 from dpc.genome import Genome
 from dpc.zoo import zoo_cell

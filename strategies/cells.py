@@ -1,7 +1,8 @@
 """Evaluate a fixed list of cells into an Optuna study, with the search's own worker loop.
 
 Used for the correlation study (top and random cells of a search, re-evaluated on the full
-task) and for the reference cells of a comparison (the zoo's ASPP and top-1). The cells are
+task), the re-training of incumbents with fresh seeds (``strategies.incumbent``) and the
+reference cells of a comparison (the zoo's ASPP and top-1). The cells are
 enqueued as trials with fixed params (Optuna's WAITING trials) and run by
 ``strategies.study.run_worker`` with no budget: the loop of every search, so one policy for
 owners, heartbeats, dead workers' re-runs and interrupts, one set of timing defaults
@@ -37,14 +38,23 @@ Evaluate = Callable[[Any], Any]  # genome -> float | result with .miou/.to_dict(
 
 @dataclass(frozen=True)
 class Cell:
-    """A cell to evaluate, with the user attrs its trial carries (group, proxy value, ...)."""
+    """A cell to evaluate, with the user attrs its trial carries (group, proxy value, ...);
+    ``seed``: the training seed of this evaluation (None: the objective's)."""
 
     genome: Any  # dpc.genome.Genome
     attrs: Mapping[str, Any]
+    seed: int | None = None
 
     @property
     def key(self) -> str:
-        return self.genome.canonical_hash()
+        return self.genome.canonical_hash() + ("" if self.seed is None else f":{self.seed}")
+
+
+def trial_key(t: optuna.trial.FrozenTrial) -> str | None:
+    """The ``Cell.key`` a queue trial was enqueued for (genome hash, and its seed if it has one)."""
+    key = t.user_attrs.get("genome_hash")
+    seed = t.user_attrs.get("eval_seed")
+    return None if key is None else key + ("" if seed is None else f":{seed}")
 
 
 def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2, grace: float | None = None,
@@ -55,7 +65,7 @@ def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2, grac
     pending = {t.number for t in pending_reruns(trials, branches)}
     by_key: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for t in trials:
-        key = t.user_attrs.get("genome_hash")
+        key = trial_key(t)
         if key:
             by_key.setdefault(key, []).append(t)
     counts = dict(done=0, queued=0, running=0, enqueued=0, given_up=0, reclaimed=len(reclaimed))
@@ -72,7 +82,10 @@ def plan(study: optuna.Study, cells: Iterable[Cell], max_attempts: int = 2, grac
                  for t in mine) >= max_attempts:
             counts["given_up"] += 1
         else:
-            attrs = {"genome": str(cell.genome), "genome_hash": cell.key, "json": cell.genome.to_json(), **cell.attrs}
+            attrs = {"genome": str(cell.genome), "genome_hash": cell.genome.canonical_hash(), "json": cell.genome.to_json(),
+                     **cell.attrs}
+            if cell.seed is not None:
+                attrs["eval_seed"] = int(cell.seed)
             study.enqueue_trial(cell.genome.to_params(), user_attrs=attrs)
             counts["enqueued"] += 1
     return counts
