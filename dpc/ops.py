@@ -188,7 +188,7 @@ class OpFamily:
 
     @property
     def op_names(self) -> tuple[str, ...]:
-        return tuple(op.name for op in self.ops)
+        return tuple(self.op_name(op.size) for op in self.ops)  # also before the family is registered
 
     def op_name(self, size: tuple[int, ...]) -> str:
         return self.pattern.format(*size)
@@ -306,6 +306,9 @@ def _check_new(family: OpFamily) -> None:
         raise ValueError(f"register_family takes an OpFamily, got {type(family).__name__}")
     if family.name in FAMILY:
         raise ValueError(f"op family {family.name} is already registered")
+    odd = [n for n in family.op_names if not re.fullmatch(r"[A-Za-z0-9_.+-]+", n)]
+    if odd:  # a genome string is "F:name 0:name", split on white space and commas
+        raise ValueError(f"op family {family.name}: op names are letters, digits and _.+- only, got {brief(odd[0])}")
     clash = sorted(set(family.op_names) & set(OP_BY_NAME))
     if clash:
         raise ValueError(f"op family {family.name}: op names already taken: {', '.join(clash[:5])}")
