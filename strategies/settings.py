@@ -73,6 +73,8 @@ class SearchSettings:
             if value is not None and not (isinstance(value, str) and re.fullmatch(NAME_PATTERN, value, re.ASCII)
                                           and ".." not in value):
                 raise ValueError(f"{name} must match {NAME_PATTERN} without '..' (no paths), got {value!r}")
+        if self.strategy_params is None:
+            object.__setattr__(self, "strategy_params", {})
         if not isinstance(self.strategy_params, Mapping):
             raise ValueError(f"strategy_params must be a mapping, got {self.strategy_params!r}")
         object.__setattr__(self, "strategy_params", {k: v for k, v in dict(self.strategy_params).items() if v is not None})
