@@ -3,7 +3,11 @@
 Layout: ``<cache_dir>/features/<key>/`` holds ``features.npy`` (N, C, h, w) float16,
 ``labels.npy`` (N, H, W) uint8 (the dataset's masks at full resolution, 255 = ignore) and
 ``manifest.json``. The key hashes everything the features depend on: dataset name and length,
-number of classes, backbone, output stride, preprocessing version and the weights file.
+number of classes, backbone, output stride, preprocessing version, the weights file, the
+versions of the libraries that make the bytes (torch for the backbone pass; Pillow and numpy,
+which decode and resize the images of folder datasets) and where the backbone pass runs: the
+device type (``cpu``, ``cuda``, ...) and the arithmetic of its fp32 convolutions (``dtype``:
+``float32``, or ``tf32`` where cuDNN may use TensorFloat-32, as PyTorch allows by default).
 
 Safety: a cache is an entry of ``proxy.store`` (one policy for every cache): built in a temp
 directory, published atomically by rename under a ``flock`` (if two processes build the same
@@ -94,9 +98,26 @@ def _features_root(cache_dir: "str | Path | None") -> Path:
     return Path(cache_dir).expanduser() / "features" if cache_dir is not None else default_cache_dir() / "features"
 
 
-def key_fields(dataset: SegmentationDataset, backbone_name: str = "lite0", output_stride: int = 16) -> dict[str, Any]:
-    """Everything the cached arrays depend on."""
+def _conv_dtype(device: torch.device) -> str:
+    """The arithmetic of the backbone's float32 convolutions on ``device``: ``float32`` (IEEE),
+    ``tf32`` or ``bf16``, from PyTorch's precision settings for cuDNN / oneDNN."""
+    backend = torch.backends.cudnn if device.type == "cuda" else torch.backends.mkldnn
+    setting = getattr(getattr(backend, "conv", None), "fp32_precision", None)
+    if setting in (None, "none"):
+        setting = getattr(torch.backends, "fp32_precision", None)
+    if setting in (None, "none"):  # PyTorch's defaults (or a version without these settings)
+        return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "float32"
+    return "float32" if setting == "ieee" else str(setting)
+
+
+def key_fields(dataset: SegmentationDataset, backbone_name: str = "lite0", output_stride: int = 16,
+               *, device: "torch.device | str | None" = None) -> dict[str, Any]:
+    """Everything the cached arrays depend on. ``device``: where the backbone pass runs (None:
+    CUDA if available, else the CPU, as ``load_or_build`` picks)."""
+    import PIL
+
     check_args(backbone_name, output_stride)
+    dev = _resolve_device(device)
     return {
         "dataset": str(dataset.name),
         "num_images": len(dataset),
@@ -106,12 +127,18 @@ def key_fields(dataset: SegmentationDataset, backbone_name: str = "lite0", outpu
         "preprocess_version": PREPROCESS_VERSION,
         "weights": weights_fingerprint(backbone_name),
         "format": FORMAT_VERSION,
+        "device": dev.type,
+        "dtype": _conv_dtype(dev),
+        "torch": torch.__version__,
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
     }
 
 
-def cache_key(dataset: SegmentationDataset, backbone_name: str = "lite0", output_stride: int = 16) -> str:
+def cache_key(dataset: SegmentationDataset, backbone_name: str = "lite0", output_stride: int = 16,
+              *, device: "torch.device | str | None" = None) -> str:
     """``<dataset slug>-<backbone>-os<stride>-<16 hex of sha256(key fields)>``: readable and unique."""
-    fields = key_fields(dataset, backbone_name, output_stride)
+    fields = key_fields(dataset, backbone_name, output_stride, device=device)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(dataset.name)).strip("._")[:40] or "dataset"
     return f"{slug}-{backbone_name}-os{output_stride}-{digest}"
@@ -213,7 +240,7 @@ def _writer(dataset: SegmentationDataset, backbone_name: str, output_stride: int
             batch_size: Optional[int], device: "torch.device | str | None", progress: bool):
     """The store's ``write(tmp)`` for these features: compute both arrays, return the manifest's
     fields (``batch_size`` and ``device`` as in ``build_feature_cache``)."""
-    key = cache_key(dataset, backbone_name, output_stride)
+    key = cache_key(dataset, backbone_name, output_stride, device=device)
     dev = _resolve_device(device)
     bs = batch_size or (16 if dev.type == "cuda" else 1)
     if bs < 1:
@@ -228,7 +255,7 @@ def _writer(dataset: SegmentationDataset, backbone_name: str, output_stride: int
                  key, n, seconds, 1e3 * seconds / n, dev, bs, size / 1e6, size / 1e3 / n)
         dtypes = {"features.npy": "float16", "labels.npy": "uint8"}
         return {
-            "format": FORMAT_VERSION, "fields": key_fields(dataset, backbone_name, output_stride),
+            "format": FORMAT_VERSION, "fields": key_fields(dataset, backbone_name, output_stride, device=device),
             "num_classes": int(dataset.num_classes), "class_names": [str(c) for c in dataset.class_names],
             "files": {name: {"shape": shapes[name], "dtype": dtypes[name]} for name in FILES},
             "build_seconds": round(seconds, 3), "device": str(dev), "batch_size": bs,
@@ -253,7 +280,7 @@ def build_feature_cache(
     ``batch_size`` None: 1 on the CPU (measured faster per image than 8), 16 on CUDA.
     ``device`` None: CUDA if available, else the CPU.
     """
-    key = cache_key(dataset, backbone_name, output_stride)
+    key = cache_key(dataset, backbone_name, output_stride, device=device)
     final = _features_root(cache_dir) / key
     store.build(final, key, _writer(dataset, backbone_name, output_stride, batch_size, device, progress))
     return _load(final, store.verify(final, key, FILES))
@@ -274,7 +301,7 @@ def load_or_build(
     ``device`` only matters for building (where the backbone runs); use
     ``CachedFeatures.to_torch(device)`` to place the arrays for training.
     """
-    key = cache_key(dataset, backbone_name, output_stride)
+    key = cache_key(dataset, backbone_name, output_stride, device=device)
     write = _writer(dataset, backbone_name, output_stride, batch_size, device, progress)
     return store.open_or_build(_features_root(cache_dir) / key, key, what="feature cache", required=FILES,
                                load=_load, write=write, mode=_mode(verify))

@@ -5,8 +5,9 @@ installed packages ship), ``proxy.scenes`` (scene generation, ``SceneConfig``, p
 ``build_scenes``) and ``proxy.store`` (the atomic, verified on-disk store every cache uses).
 Real datasets on disk live in ``proxy.folders``.
 
-CLI: ``python -m proxy.data preview [--preset default] [--out scenes.png] [-n 8]`` and
-``python -m proxy.data info [--preset default]``.
+CLI: ``python -m proxy.data preview [--preset default] [--split train|val|test] [--out scenes.png]
+[-n 8]`` and ``python -m proxy.data info [--preset default]`` (the three splits: sizes, disk use,
+photos, glyph pools and their disjointness).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from .assets import photos
 from .scenes import (
     CLASS_NAMES,
     NUM_CLASSES,
@@ -27,8 +29,8 @@ from .scenes import (
     SPLITS,
     SceneConfig,
     SceneDataset,
+    _make_scene,
     build_scenes,
-    make_scene,
     scene_key,
 )
 from .store import default_cache_dir
@@ -69,7 +71,8 @@ def class_colours() -> np.ndarray:
 
 
 def save_preview(config: SceneConfig, out: Path, n: int = 8, split: str = "train") -> Path:
-    """Write a PNG grid of the first ``n`` scenes of ``split`` next to their coloured masks.
+    """Write a PNG grid of the first ``n`` scenes of ``split`` (``"all"``: of each split) next
+    to their coloured masks, each titled with its split, digits and background photo.
 
     Scenes are generated directly (identical to the cached ones), so no cache is written.
     """
@@ -80,18 +83,22 @@ def save_preview(config: SceneConfig, out: Path, n: int = 8, split: str = "train
     from matplotlib.patches import Patch
 
     pal = class_colours()
-    cols = 2 if n > 1 else 1  # scenes per row; each scene takes two panels
-    rows = -(-n // cols)
+    splits = SPLITS if split == "all" else (split,)
+    items = [(s, i) for s in splits for i in range(n)]
+    cols = min(n, 4) if split == "all" else (2 if n > 1 else 1)  # scenes per row; each takes two panels
+    rows = len(splits) * -(-n // cols)
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(3.2 * 2 * cols, 3.2 * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for i in range(n):
-        image, mask, digits = make_scene(config, split, i)
-        ax_img, ax_mask = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
+    names = [p.name for p in photos()]
+    for s, i in items:
+        row = splits.index(s) * -(-n // cols) + i // cols
+        image, mask, digits, background = _make_scene(config, s, i)
+        ax_img, ax_mask = axes[row, 2 * (i % cols)], axes[row, 2 * (i % cols) + 1]
         ax_img.imshow(image)
         labels = " ".join(str(c - 1) for c in digits[:, 1]) or "-"
         heights = f"h {digits[:, 4].min()}-{digits[:, 4].max()} px" if len(digits) else ""
-        ax_img.set_title(f"{split} #{i}: {labels}", fontsize=8)
+        ax_img.set_title(f"{s} #{i} on {names[background]}: {labels}", fontsize=8)
         ax_mask.imshow(pal[mask])
         ax_mask.set_title(f"mask ({heights})", fontsize=8)
     handles = [Patch(color=pal[c] / 255, label=name) for c, name in enumerate(CLASS_NAMES)]
@@ -105,10 +112,12 @@ def save_preview(config: SceneConfig, out: Path, n: int = 8, split: str = "train
     return out
 
 
-def describe(train: SceneDataset, val: SceneDataset) -> str:
-    """Sizes, disk use, class pixel frequencies and digit-scale statistics, as text."""
+def describe(*datasets: SceneDataset) -> str:
+    """Per split: size, disk use, photos, class pixel frequencies and digit-scale statistics;
+    then whether the splits share a glyph or a photo (they must not)."""
     lines = []
-    for ds in (train, val):
+    names = [p.name for p in photos()]
+    for ds in datasets:
         n, H, W = ds.masks.shape
         freq = np.zeros(256, np.int64)
         for i in range(0, n, 32):
@@ -119,9 +128,16 @@ def describe(train: SceneDataset, val: SceneDataset) -> str:
         lines.append(f"{ds.name}: {n} scenes {H}x{W}, {mbytes:.0f} MiB, {len(ds.digits) / n:.1f} digits/scene")
         lines.append(
             f"  digit height px: min {heights.min()} / median {int(np.median(heights))} / max {heights.max()}; "
-            f"distinct glyphs {len(np.unique(ds.digits[:, 1]))}"
+            f"distinct glyphs {len(ds.glyph_ids())}"
         )
+        used = sorted(ds.photo_ids())
+        lines.append(f"  photos ({len(used)}): " + ", ".join(names[i] for i in used))
         lines.append("  pixel share: " + ", ".join(f"{name} {100 * s:.2f}%" for name, s in zip(CLASS_NAMES, share)))
+    shared = [f"{a.name.rsplit('-', 1)[-1]}/{b.name.rsplit('-', 1)[-1]}: {len(a.glyph_ids() & b.glyph_ids())} glyphs, "
+              f"{len(a.photo_ids() & b.photo_ids())} photos"
+              for k, a in enumerate(datasets) for b in datasets[k + 1:]]
+    if shared:
+        lines.append("shared between splits (must be 0): " + "; ".join(shared))
     return "\n".join(lines)
 
 
@@ -151,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview = sub.choices["preview"]
     preview.add_argument("--out", type=Path, default=Path("scenes.png"))
     preview.add_argument("-n", type=_positive, default=8, help="number of scenes")
-    preview.add_argument("--split", choices=SPLITS, default="train")
+    preview.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="default: n scenes of each split")
     sub.choices["info"].add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -163,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "preview":
             print(save_preview(config, args.out, args.n, args.split))
         else:
-            train, val = build_scenes(config, args.cache_dir, progress=True)
+            splits = build_scenes(config, args.cache_dir, progress=True)
             print(f"cache: {(args.cache_dir or default_cache_dir()) / ('scenes-' + scene_key(config))}")
-            print(describe(train, val))
+            print(describe(*splits))
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1

@@ -9,17 +9,29 @@ mask, 255 = ignore) and can bring every item to one fixed size, which the featur
   and ignore (255) labels, as DeepLab evaluates PASCAL at 513x513.
 
 Nothing is downloaded: a missing folder or file is a one-line error naming the path.
+
+Three splits (``folder_splits``): train, val and test. A folder's own test split is used when it
+exists with labelled masks (every listed image has a mask, and the first mask has a label other
+than 255: Cityscapes' public test masks are all "unlabeled"); otherwise its val split is halved:
+an image goes to the test half when the first byte of ``sha256(<image id>)`` is odd
+(``half_of``; the id is the file stem, e.g. ``2007_000033`` for VOC and
+``frankfurt_000000_000294`` for Cityscapes). The rule looks only at the image's own id, so a val list that grows never moves an
+image from one half to the other.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = 255
 Mode = Literal["resize", "crop", "pad"]
@@ -119,6 +131,15 @@ class _FolderDataset:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def subset(self, pairs: list[tuple[Path, Path]], split: str) -> "_FolderDataset":
+        """The same folder and preprocessing restricted to ``pairs``, named after ``split``."""
+        if not pairs:
+            raise ValueError(f"no images left for split {split!r} under {self.root}")
+        sub = copy.copy(self)
+        sub.split, sub.pairs = split, list(pairs)
+        sub.name = f"{sub.prefix}-{split}-{sub._fingerprint()}"
+        return sub
 
     def _read_mask(self, path: Path) -> np.ndarray:
         with Image.open(path) as im:
@@ -225,3 +246,46 @@ class CityscapesFolder(_FolderDataset):
             labels = CITYSCAPES_LABEL_TO_TRAIN[labels]
         return labels
 
+
+
+def half_of(image_id: str) -> str:
+    """``"test"`` if the first byte of sha256(image_id) is odd, else ``"val"``."""
+    return "test" if hashlib.sha256(image_id.encode()).digest()[0] % 2 else "val"
+
+
+def split_halves(val: _FolderDataset) -> tuple[_FolderDataset, _FolderDataset]:
+    """A val split halved into (val half, test half) by ``half_of(<image file stem>)``."""
+    halves: dict[str, list[tuple[Path, Path]]] = {"val": [], "test": []}
+    for pair in val.pairs:
+        stem = pair[0].name[: -len("_leftImg8bit.png")] if pair[0].name.endswith("_leftImg8bit.png") else pair[0].stem
+        halves[half_of(stem)].append(pair)
+    for part, pairs in halves.items():
+        if not pairs:
+            raise ValueError(
+                f"the {val.split} split of {val.root} has {len(val)} image(s), none in its {part} half; "
+                f"it needs images in both halves (or a test split with masks)")
+    return val.subset(halves["val"], f"{val.split}.valhalf"), val.subset(halves["test"], f"{val.split}.testhalf")
+
+
+def _labelled(ds: _FolderDataset) -> bool:
+    """Whether the first mask of ``ds`` labels any pixel (not all ignore)."""
+    return bool((ds._read_mask(ds.pairs[0][1]) != IGNORE_INDEX).any()) if ds.pairs else False
+
+
+def folder_splits(kind: str, root: str | os.PathLike, size: tuple[int, int] | None = None,
+                  mode: Mode = "resize") -> tuple[_FolderDataset, _FolderDataset, _FolderDataset]:
+    """``(train, val, test)`` of a ``"voc"`` or ``"cityscapes"`` folder (module docstring)."""
+    classes = {"voc": VOCFolder, "cityscapes": CityscapesFolder}
+    if kind not in classes:
+        raise ValueError(f"unknown folder kind {kind!r}; choose from {sorted(classes)}")
+    cls = classes[kind]
+    train, val = cls(root, split="train", size=size, mode=mode), cls(root, split="val", size=size, mode=mode)
+    try:
+        test = cls(root, split="test", size=size, mode=mode)
+    except (FileNotFoundError, ValueError) as e:
+        log.info("%s: no test split with masks (%s); halving val into val and test", root, e)
+    else:
+        if _labelled(test):
+            return train, val, test
+        log.info("%s: the test split's masks label nothing; halving val into val and test", root)
+    return (train, *split_halves(val))

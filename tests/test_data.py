@@ -1,4 +1,4 @@
-"""The default digit-scene dataset: content, determinism, disjoint pools, cache, CLI."""
+"""The default digit-scene dataset: content, determinism, disjoint splits, verified inputs, cache, CLI."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ from proxy import store
 TEST = S.SCENE_PRESETS["test"]
 
 
+Sets = tuple[S.SceneDataset, S.SceneDataset, S.SceneDataset]
+
+
 @pytest.fixture(scope="module")
-def test_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[S.SceneDataset, S.SceneDataset]:
+def test_sets(tmp_path_factory: pytest.TempPathFactory) -> Sets:
     return S.build_scenes("test", tmp_path_factory.mktemp("cache"))
 
 
@@ -39,19 +42,24 @@ def test_mnist_file_is_parsed_with_label_in_last_column() -> None:
 
 def test_digit_pools_are_disjoint_and_cover_every_class() -> None:
     labels = A.load_digits().labels
-    pools = A.digit_pools(labels, 100)
-    train, val = np.concatenate(pools["train"]), np.concatenate(pools["val"])
-    assert len(train) == 4000 and len(val) == 1000
+    pools = A.digit_pools(labels, 100, 150)
+    train, val, test = (np.concatenate(pools[s]) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (2500, 1000, 1500)
     assert not set(train.tolist()) & set(val.tolist())
+    assert not set(train.tolist()) & set(test.tolist()) and not set(val.tolist()) & set(test.tolist())
+    assert len(set(train.tolist()) | set(val.tolist()) | set(test.tolist())) == 5000
     for d in range(10):
-        assert (labels[pools["train"][d]] == d).all() and (labels[pools["val"][d]] == d).all()
-        assert len(pools["val"][d]) == 100
+        for split in ("train", "val", "test"):
+            assert (labels[pools[split][d]] == d).all()
+        assert len(pools["val"][d]) == 100 and len(pools["test"][d]) == 150
+    with pytest.raises(ValueError, match="cannot hold out"):
+        A.digit_pools(labels, 300, 200)
 
 
-def test_datasets_follow_the_contract(test_sets: tuple[S.SceneDataset, S.SceneDataset]) -> None:
-    train, val = test_sets
-    assert (len(train), len(val)) == (TEST.n_train, TEST.n_val)
-    for ds, split in ((train, "train"), (val, "val")):
+def test_datasets_follow_the_contract(test_sets: Sets) -> None:
+    train, val, test = test_sets
+    assert (len(train), len(val), len(test)) == (TEST.n_train, TEST.n_val, TEST.n_test)
+    for ds, split in ((train, "train"), (val, "val"), (test, "test")):
         assert isinstance(ds, D.SegmentationDataset)
         assert ds.name.startswith("scenes-") and ds.name.endswith(f"-{split}")
         assert ds.num_classes == 11 and ds.class_names == ["background"] + [str(d) for d in range(10)]
@@ -60,15 +68,15 @@ def test_datasets_follow_the_contract(test_sets: tuple[S.SceneDataset, S.SceneDa
         assert mask.shape == (128, 128) and mask.dtype == np.uint8
         assert int(np.asarray(ds.masks).max()) < 11
         assert not image.flags.writeable  # read-only mmap views: nobody corrupts the cache
-    assert train.name != val.name
+    assert len({train.name, val.name, test.name}) == 3
     classes = np.unique(np.asarray(train.masks))
     assert classes[0] == 0 and len(classes) == 11  # every digit class appears in 32 scenes
     with pytest.raises(IndexError):
         train[len(train)]
 
 
-def test_mask_labels_match_the_pasted_digits(test_sets: tuple[S.SceneDataset, S.SceneDataset]) -> None:
-    train, _ = test_sets
+def test_mask_labels_match_the_pasted_digits(test_sets: Sets) -> None:
+    train = test_sets[0]
     labels = A.load_digits().labels
     for i in range(len(train)):
         _, mask = train[i]
@@ -84,13 +92,48 @@ def test_mask_labels_match_the_pasted_digits(test_sets: tuple[S.SceneDataset, S.
             assert (mask == cid).sum() == cols["visible"][cols["class_id"] == cid].sum()
 
 
-def test_train_and_val_scenes_use_disjoint_glyphs(test_sets: tuple[S.SceneDataset, S.SceneDataset]) -> None:
-    train, val = test_sets
-    pools = A.digit_pools(A.load_digits().labels, TEST.val_digits_per_class)
-    used_train, used_val = set(train.digits[:, 1].tolist()), set(val.digits[:, 1].tolist())
-    assert used_train and used_val and not used_train & used_val
-    assert used_train <= set(np.concatenate(pools["train"]).tolist())
-    assert used_val <= set(np.concatenate(pools["val"]).tolist())
+def _assert_disjoint(splits: dict[str, tuple[set[int], set[int]]], config: S.SceneConfig) -> None:
+    """``splits``: split -> (glyph ids, photo ids) used by its scenes."""
+    pools = A.digit_pools(A.load_digits().labels, config.val_digits_per_class, config.test_digits_per_class)
+    names = [p.name for p in A.photos()]
+    for split, (glyphs, photo_ids) in splits.items():
+        assert glyphs and photo_ids
+        assert glyphs <= set(np.concatenate(pools[split]).tolist())
+        assert {A.photo(names[i]).split for i in photo_ids} == {split}
+        assert {names[i] for i in photo_ids} <= set(S.split_backgrounds(config, split))
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not splits[a][0] & splits[b][0], f"{a} and {b} share glyphs"
+        assert not splits[a][1] & splits[b][1], f"{a} and {b} share photos"
+
+
+def test_the_three_test_preset_splits_use_disjoint_glyphs_and_photos(test_sets: Sets) -> None:
+    splits = {ds.name.rsplit("-", 1)[1]: (ds.glyph_ids(), ds.photo_ids()) for ds in test_sets}
+    assert list(splits) == ["train", "val", "test"]
+    _assert_disjoint(splits, TEST)
+    assert len(splits["train"][1]) >= 10  # 32 scenes draw on many of the 25 train photos
+    photo_col = S.DIGIT_FIELDS.index("photo")
+    assert any((ds.digits[:, photo_col] >= 0).any() for ds in test_sets)  # some digits are textured
+
+
+def test_the_default_preset_splits_use_disjoint_glyphs_and_photos() -> None:
+    """The default preset's pools and photo assignment (all of them, not only what a few scenes
+    drew), and the records of a few generated scenes of each split."""
+    cfg = S.SCENE_PRESETS["default"]
+    pools = A.digit_pools(A.load_digits().labels, cfg.val_digits_per_class, cfg.test_digits_per_class)
+    whole = {s: (set(np.concatenate(pools[s]).tolist()), {A.photo(n).index for n in S.split_backgrounds(cfg, s)})
+             for s in ("train", "val", "test")}
+    _assert_disjoint(whole, cfg)
+    assert {s: len(p) for s, (_, p) in whole.items()} == {"train": 25, "val": 9, "test": 9}
+    assert set().union(*(p for _, p in whole.values())) == set(range(len(A.photos())))
+    drawn: dict[str, tuple[set[int], set[int]]] = {}
+    for split in ("train", "val", "test"):
+        glyphs, photo_ids = set(), set()
+        for i in range(3):
+            _, _, recs, background = S._make_scene(cfg, split, i)
+            glyphs |= set(recs[:, 0].tolist())
+            photo_ids |= {background} | (set(recs[:, S.DIGIT_FIELDS.index("photo") - 1].tolist()) - {-1})
+        drawn[split] = (glyphs, photo_ids)
+    _assert_disjoint(drawn, cfg)
 
 
 def test_same_seed_same_scenes_other_seed_other_scenes(tmp_path: Path) -> None:
@@ -101,12 +144,15 @@ def test_same_seed_same_scenes_other_seed_other_scenes(tmp_path: Path) -> None:
     c_img, c_mask, _ = S.make_scene(other, "train", 3)
     assert not np.array_equal(a_img, c_img) and not np.array_equal(a_mask, c_mask)
     v_img, _, _ = S.make_scene(TEST, "val", 3)
-    assert not np.array_equal(a_img, v_img)
+    t_img, _, _ = S.make_scene(TEST, "test", 3)
+    assert not np.array_equal(a_img, v_img) and not np.array_equal(v_img, t_img)
     assert S.scene_key(TEST) == S.scene_key(dataclasses.replace(TEST))
     assert S.scene_key(TEST) != S.scene_key(other)
     assert S.scene_key(TEST) != S.scene_key(dataclasses.replace(TEST, max_occlusion=0.4))
+    for sizes in ({"n_train": 33}, {"n_val": 17}, {"n_test": 17}, {"test_digits_per_class": 99}):
+        assert S.scene_key(TEST) != S.scene_key(dataclasses.replace(TEST, **sizes)), sizes
     # a whole build in a fresh cache reproduces the same bytes
-    train, _ = S.build_scenes(TEST, tmp_path)
+    train, _, _ = S.build_scenes(TEST, tmp_path)
     assert np.array_equal(train[3][0], a_img) and np.array_equal(train[3][1], a_mask)
 
 
@@ -133,16 +179,17 @@ def test_hull_labels_cover_the_convex_hull_of_the_strokes() -> None:
 
 
 def test_parallel_generation_gives_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = dataclasses.replace(TEST, n_train=24, n_val=4)
-    serial, _ = S.build_scenes(cfg, tmp_path / "serial")
+    cfg = dataclasses.replace(TEST, n_train=24, n_val=4, n_test=4)
+    serial, _, _ = S.build_scenes(cfg, tmp_path / "serial")
     monkeypatch.setattr(S, "_SCENES_PER_WORKER", 8)
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     chunks = list(S._scenes(cfg, "train", 24))
     assert len(chunks) == 24
-    parallel, _ = S.build_scenes(cfg, tmp_path / "parallel")
+    parallel, _, _ = S.build_scenes(cfg, tmp_path / "parallel")
     assert np.array_equal(np.asarray(serial.images), np.asarray(parallel.images))
     assert np.array_equal(np.asarray(serial.masks), np.asarray(parallel.masks))
     assert np.array_equal(serial.digits, parallel.digits)
+    assert np.array_equal(serial.backgrounds, parallel.backgrounds)
 
 
 def test_default_preset_spans_scales_from_tiny_to_most_of_the_image() -> None:
@@ -167,6 +214,12 @@ def test_config_validation() -> None:
         dataclasses.replace(TEST, min_digits=6, max_digits=2)
     with pytest.raises(ValueError, match="unknown background"):
         dataclasses.replace(TEST, backgrounds=("nope",))
+    with pytest.raises(ValueError, match="name no test photo"):
+        dataclasses.replace(TEST, backgrounds=A.photo_names("train") + A.photo_names("val"))
+    with pytest.raises(ValueError, match="n_test"):
+        dataclasses.replace(TEST, n_test=0)
+    with pytest.raises(ValueError, match="test_digits_per_class"):
+        dataclasses.replace(TEST, val_digits_per_class=300, test_digits_per_class=200)
     with pytest.raises(ValueError, match="unknown scene preset"):
         S.build_scenes("huge")
     cfg = S.SceneConfig.from_dict(json.loads(json.dumps(TEST.to_dict())))
@@ -191,16 +244,17 @@ def _entries(root: Path) -> list[str]:
 
 
 def test_cache_is_reused_without_regenerating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    train, _ = S.build_scenes(TEST, tmp_path)
+    train, _, _ = S.build_scenes(TEST, tmp_path)
     d = _cache_dir(tmp_path)
     mtimes = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
-    assert {"manifest.json", "train_images.npy", "train_masks.npy", "val_images.npy"} <= set(mtimes)
+    assert {"manifest.json", "train_images.npy", "train_masks.npy", "val_images.npy", "test_images.npy",
+            "test_backgrounds.npy"} <= set(mtimes)
 
     def boom(*args: object) -> None:
         raise AssertionError("regenerated although the cache was intact")
 
     monkeypatch.setattr(S, "_generate", boom)
-    train2, _ = S.build_scenes(TEST, tmp_path)
+    train2, _, _ = S.build_scenes(TEST, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == mtimes
     assert train2.name == train.name and np.array_equal(train2[5][0], train[5][0])
     assert _entries(tmp_path) == [d.name]  # no temp dirs left behind
@@ -208,7 +262,7 @@ def test_cache_is_reused_without_regenerating(tmp_path: Path, monkeypatch: pytes
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no_manifest", "bad_manifest"])
 def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
-    train, _ = S.build_scenes(TEST, tmp_path)
+    train, _, _ = S.build_scenes(TEST, tmp_path)
     reference = np.array(train.images)
     del train
     d = _cache_dir(tmp_path)
@@ -225,7 +279,7 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, damage: str, capl
     else:
         (d / "manifest.json").write_text("{not json")
     with caplog.at_level("WARNING", logger="proxy.store"):
-        train, _ = S.build_scenes(TEST, tmp_path)
+        train, _, _ = S.build_scenes(TEST, tmp_path)
     assert "is corrupt" in caplog.text and "rebuilding" in caplog.text
     assert np.array_equal(np.asarray(train.images), reference)
     assert _entries(tmp_path) == [d.name]  # corrupt copy removed
@@ -252,7 +306,7 @@ def test_leftovers_of_killed_builders_are_cleaned(tmp_path: Path) -> None:
 
 
 def _build_in_subprocess(cache: str) -> str:
-    train, val = S.build_scenes("test", cache)
+    train, _, _ = S.build_scenes("test", cache)
     return train.name + str(int(np.asarray(train.masks).sum()))
 
 
@@ -262,7 +316,7 @@ def test_concurrent_builders_do_not_corrupt_the_cache(tmp_path: Path) -> None:
         results = pool.map(_build_in_subprocess, [str(tmp_path)] * 2)
     assert results[0] == results[1]
     assert _entries(tmp_path) == [_cache_dir(tmp_path).name]
-    train, _ = S.build_scenes("test", tmp_path)
+    train, _, _ = S.build_scenes("test", tmp_path)
     assert train.name + str(int(np.asarray(train.masks).sum())) == results[0]
 
 
@@ -284,6 +338,8 @@ def test_info_prints_statistics(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert D.main(["info", "--preset", "test", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "32 scenes 128x128" in out and "pixel share: background" in out
+    assert "-val: 16 scenes" in out and "-test: 16 scenes" in out and "photos (9): " in out
+    assert "train/val: 0 glyphs, 0 photos; train/test: 0 glyphs, 0 photos; val/test: 0 glyphs, 0 photos" in out
 
 
 @pytest.mark.parametrize(
