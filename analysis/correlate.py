@@ -113,11 +113,14 @@ def format_table(report: CorrelationReport) -> str:
         cells = []
         for m in METHODS:
             c = g.get(m)
-            cells.append(f"{c['estimate']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" if c and c["estimate"] == c["estimate"]
+            mark = "" if not c or c.get("interval", "BCa") == "BCa" else "p"  # p: percentile (BCa undefined)
+            cells.append(f"{c['estimate']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]{mark}" if c and c["estimate"] == c["estimate"]
                          else "n/a".ljust(24))
         prec = "".join(f"  {g['top_k_precision'][k]:<8.2f}" if k in g["top_k_precision"] else "  " + "-".ljust(8) for k in ks)
         rank = g.get("full_winner_proxy_rank", "-")
         lines.append(f"{name:<7} {g['n']:>3}  " + "  ".join(f"{c:<24}" for c in cells) + prec + f"  {rank}")
+    if any("]p" in line for line in lines):
+        lines.append("p: percentile interval (BCa is undefined for this degenerate bootstrap distribution)")
     return "\n".join(lines)
 
 

@@ -35,12 +35,14 @@ class Correlation:
     pvalue: float
     n: int
     confidence: float = 0.95
+    interval: str = "BCa"  # "BCa", or "percentile" where BCa is undefined (a degenerate bootstrap)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+        mark = "" if self.interval == "BCa" else " (percentile)"
+        return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]{mark}"
 
 
 def _pearson_along(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -98,7 +100,7 @@ def correlation(
     Pairs are resampled together (``paired=True``). BCa is used; when it is undefined
     (a degenerate bootstrap distribution, e.g. a perfectly monotone pair whose every
     resample has rho = 1, or resamples with a constant side) the percentile interval of
-    the finite resampled values is reported instead.
+    the finite resampled values is reported instead, and ``interval`` says "percentile".
     """
     if method not in _ALONG:
         raise ValueError(f"unknown correlation method {method!r}; known: {', '.join(METHODS)}")
@@ -124,12 +126,14 @@ def correlation(
             confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed),
         )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    interval = "BCa"
     if not (math.isfinite(low) and math.isfinite(high)):
+        interval = "percentile"
         dist = np.asarray(res.bootstrap_distribution, dtype=float)
         dist = dist[np.isfinite(dist)]
         alpha = (1 - confidence) / 2
         low, high = (float(v) for v in np.quantile(dist, [alpha, 1 - alpha])) if len(dist) else (math.nan, math.nan)
-    return Correlation(method, estimate, low, high, pvalue, n, confidence)
+    return Correlation(method, estimate, low, high, pvalue, n, confidence, interval)
 
 
 def correlations(x: Sequence[float], y: Sequence[float], **kwargs) -> dict[str, Correlation]:

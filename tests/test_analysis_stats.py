@@ -34,6 +34,7 @@ def test_estimates_equal_scipy_and_ci_brackets_them(method, fn):
     assert c.n == 40
     assert -1 <= c.low < c.estimate < c.high <= 1
     assert c.high - c.low < 0.8
+    assert c.interval == "BCa" and "percentile" not in str(c)
 
 
 def test_vectorised_statistic_matches_scipy_with_ties():
@@ -55,6 +56,7 @@ def test_perfectly_monotone_pair_is_one_with_tight_ci():
         c = correlation(x, np.exp(x / 5), method=method, n_resamples=500)
         assert c.estimate == pytest.approx(1.0)
         assert 0.9 <= c.low <= c.high <= 1.0 + 1e-12
+        assert c.interval == "percentile" and str(c).endswith("(percentile)")  # BCa undefined: said, not hidden
     c = correlation(x, 3 * x + 1, method="pearson", n_resamples=500)
     assert c.estimate == pytest.approx(1.0) and c.low >= 0.9
 
