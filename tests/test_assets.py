@@ -143,3 +143,31 @@ def test_scene_key_changes_with_a_photo_digest_or_its_split(monkeypatch: pytest.
     monkeypatch.undo()
     A.assets_digest.cache_clear()
     assert S.scene_key(cfg) == base
+
+
+# The bytes of the `test` preset's three splits as built on this project's machines, for the
+# libraries that enter the scene key. Another machine with the same libraries must build the same
+# bytes (a different CPU must not change them); with other libraries the test says which differ.
+REFERENCE = {
+    "libraries": {"numpy": "2.4", "pillow": "13.0.0", "scikit-image": "0.26.0"},
+    "scene_key": "6057b2adf171",
+    "sha256": "2c297d27b5de81a68f109c5fd8438caf151f7b561e00012144dd1b6761cfc214",
+}
+
+
+def test_the_test_preset_has_the_reference_bytes_for_the_same_libraries(tmp_path: Path) -> None:
+    import PIL
+    import skimage
+
+    libraries = {"numpy": ".".join(np.__version__.split(".")[:2]), "pillow": PIL.__version__,
+                 "scikit-image": skimage.__version__}
+    if libraries != REFERENCE["libraries"]:
+        pytest.skip(f"reference bytes are for {REFERENCE['libraries']}, this machine has {libraries}")
+    h = hashlib.sha256()
+    for ds in S.build_scenes("test", tmp_path):
+        for arr in (ds.images, ds.masks, ds.digits, ds.backgrounds):
+            h.update(np.ascontiguousarray(arr).tobytes())
+    cfg = S.SCENE_PRESETS["test"]
+    assert (S.scene_key(cfg), h.hexdigest()) == (REFERENCE["scene_key"], REFERENCE["sha256"]), (
+        "the test preset's scenes differ from the reference: update REFERENCE if the generator, the "
+        "preset or the photo manifest changed on purpose, else this machine builds other scenes")
