@@ -11,10 +11,10 @@ from analysis_fixtures import make_study
 from optuna.trial import TrialState
 
 from analysis import correlate
-from strategies.cells import Cell, evaluate_cells, plan
 from analysis.load import load_study, read_storage
 from dpc.genome import Genome
 from dpc.zoo import zoo_cell
+from strategies.cells import Cell, evaluate_cells, plan
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 BAD = zoo_cell("weak")

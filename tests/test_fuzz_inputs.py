@@ -30,8 +30,8 @@ from dpc.__main__ import main as dpc_main
 from dpc.genome import MAX_BRANCHES, Genome, GenomeError
 from dpc.ops import OP_NAMES
 from strategies.objectives import ObjectiveError, resolve_objective
-from strategies.run import main as run_main
 from strategies.run import build_parser, parse_args
+from strategies.run import main as run_main
 from strategies.synthetic import FailingObjective, SlowObjective, StructuredObjective, make_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
