@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> CorrelationReport:
         for r in sel:
             cells.append(Cell(Genome.parse(r.genome), {"group": group, "proxy_miou": r.value, "source_study": r.study,
                                                        "source_trial": r.number}))
-    # None: the evaluator's default (paper on CUDA, else cpu)
+    # None: the evaluator's default (cpu)
     config = args.config or (next(iter(configs)) if len(configs) == 1 else None)
     if args.config is None and len(configs) > 1:
         raise AnalysisError(f"the studies used several configs ({', '.join(sorted(map(str, configs)))}): pass --config")

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cell", nargs="?", help="zoo name (aspp, top1, weak), genome string, JSON text or JSON file")
     parser.add_argument("--head", default=None, metavar="MODULE:FACTORY",
                         help="instead of a cell: a factory in_channels -> nn.Module giving the config's concat_channels channels")
-    parser.add_argument("--config", default=None, help=f"proxy config: {', '.join(PROXY_CONFIGS)} (default: paper on a GPU, else cpu)")
+    parser.add_argument("--config", default=None, help=f"proxy config: {', '.join(PROXY_CONFIGS)} (default cpu, on GPUs too)")
     parser.add_argument("--full", action="store_true", help=f"use the full-task evaluator (configs {', '.join(FULL_CONFIGS)})")
     parser.add_argument("--dataset", default=None, help="scenes[:PRESET] (default), voc:PATH or cityscapes:PATH")
     parser.add_argument("--seed", type=int, default=None)

@@ -125,10 +125,11 @@ class _Evaluator:
             device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             seed=seed,
             config=cfg.name,
-            config_hash=cfg.hash(),
+            config_hash=cfg.hash(self.device.type),
             genome=str(head) if isinstance(head, Genome) else None,
             test_miou=outcome.test_miou,
             test_per_class_iou=outcome.test_per_class_iou,
+            precision=cfg.precision(self.device.type),
         )
 
     __call__ = evaluate

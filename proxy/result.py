@@ -21,10 +21,11 @@ class EvalResult:
     device: str
     seed: int
     config: str  # config name
-    config_hash: str
+    config_hash: str  # the config's fields plus device type and precision (EvalConfig.hash)
     genome: str | None  # the genome string; None for a head that is not a DPC genome (proxy.head)
     test_miou: float | None = None
     test_per_class_iou: list[float] | None = None
+    precision: str = "fp32"  # "fp32", or "bf16-autocast" on CUDA with amp
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

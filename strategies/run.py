@@ -166,7 +166,7 @@ def build_parser() -> OneLineParser:
                    "(default: the proxy config's default_budget, 16 for cpu; 100 for other objectives)")
     p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
     p.add_argument("--objective", default="proxy", help="proxy | full | synthetic[:NAME,key=value,...] | module:callable (default proxy)")
-    p.add_argument("--config", help="evaluator config: test | cpu | paper (default: paper on CUDA, else cpu)")
+    p.add_argument("--config", help="evaluator config: test | cpu | paper (default cpu, on GPUs too)")
     p.add_argument("--dataset", help="proxy/full data: scenes[:PRESET] (default, embedded), voc:PATH (Pascal-VOC "
                    "folder) or cityscapes:PATH")
     p.add_argument("--experiment", help="experiment name (default from the objective, e.g. proxy-cpu)")

@@ -21,7 +21,7 @@ def test_result_fields(test_evaluator):
     cfg = get_config("test")
     assert 0 <= r.miou <= 1 and len(r.per_class_iou) == 11 == test_evaluator.num_classes
     assert r.iterations == cfg.iterations and r.seed == 0 and r.device == "cpu"
-    assert r.config == "test" and r.config_hash == cfg.hash() and r.genome == str(g)
+    assert r.config == "test" and r.config_hash == cfg.hash("cpu") and r.genome == str(g)
     h, w = test_evaluator.feature_size
     assert r.params == cell_cost(g, 320, h, w, cfg.channels, cfg.concat_channels).params
     assert r.flops == cell_cost(g, 320, h, w, cfg.channels, cfg.concat_channels).flops

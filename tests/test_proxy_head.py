@@ -34,7 +34,7 @@ def test_aspp_head_is_scored_like_a_cell(test_evaluator):
     factory = lambda in_channels: ASPP(in_channels, RATES, c)
     r = ev.evaluate(factory, seed=3)
     assert 0 <= r.miou <= 1 and len(r.per_class_iou) == ev.num_classes == 11
-    assert r.genome is None and r.config == "test" and r.config_hash == cfg.hash()
+    assert r.genome is None and r.config == "test" and r.config_hash == cfg.hash("cpu")
     assert r.iterations == cfg.iterations and r.seed == 3 and r.train_seconds > 0
     # params: the module's own (the classifier is excluded, as for a genome: dpc.cell_cost)
     assert r.params == n_params(ASPP(c_in, RATES, c)) == 149_952

@@ -78,6 +78,11 @@ def test_poly_lr():
 def test_config_validation_and_hash():
     assert get_config("cpu").hash() != get_config("cpu").replace(channels=32).hash()
     assert get_config("cpu").hash() == get_config("cpu").replace(default_budget=3).hash()
+    # device type and precision are in the hash of a result: CPU fp32 and GPU bf16 never share one
+    cfg = get_config("cpu")
+    assert cfg.precision("cpu") == "fp32" and cfg.precision("cuda") == "bf16-autocast"
+    assert len({cfg.hash(), cfg.hash("cpu"), cfg.hash("cuda"), cfg.replace(amp=False).hash("cuda")}) == 4
+    assert cfg.replace(amp=False).hash("cuda") != cfg.hash("cuda")  # fp32 on a GPU is another precision
     assert get_config("full-cpu").end_to_end and get_config("cpu", full=True).backbone == "lite2"
     with pytest.raises(ValueError, match="unknown config"):
         get_config("gpu")
