@@ -238,3 +238,16 @@ def test_cityscapes_errors_name_the_path(tmp_path: Path) -> None:
     (tmp_path / "gtFine" / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         CityscapesFolder(tmp_path, "empty")
+
+
+def test_val_halves_follow_the_first_byte_of_sha256_of_the_image_id() -> None:
+    import hashlib
+
+    from proxy.folders import half_of
+
+    ids = [f"2007_{i:06d}" for i in range(200)] + ["frankfurt_000000_000294"]
+    for image_id in ids:
+        odd = hashlib.sha256(image_id.encode()).digest()[0] % 2 == 1
+        assert half_of(image_id) == ("test" if odd else "val")
+    share = sum(half_of(i) == "test" for i in ids) / len(ids)
+    assert 0.35 < share < 0.65
