@@ -138,12 +138,19 @@ def _wrap_callable(obj: Any, spec: str, name: str) -> Objective:
     if not callable(fn):
         raise ObjectiveError(f"{spec} is not callable (expected a function genome -> float)")
     prepare = getattr(obj, "prepare", None)
+    try:
+        accepts = set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # builtins without a signature
+        accepts = set()
     return Objective(
         fn=fn,
         spec=spec,
         name=name,
         metric=str(getattr(obj, "metric", "value")),
         prepare_fn=prepare if callable(prepare) else None,
+        takes_callback="callback" in accepts,
+        takes_seed="seed" in accepts,  # fn(genome, seed=...) can be re-trained with fresh seeds
+        has_test=bool(getattr(obj, "has_test", False)),
     )
 
 

@@ -1,0 +1,58 @@
+"""benchmarks.noise: per-cell seed spread and the seed-vs-seed rank agreement (the ceiling)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import noise
+
+
+class FakeResult:
+    """An evaluator's result: val (the value) and test, both noisy around a cell's true quality."""
+
+    def __init__(self, val: float, test: float) -> None:
+        self.miou, self.test_miou = val, test
+
+    def to_dict(self) -> dict:
+        return {"miou": self.miou, "test_miou": self.test_miou}
+
+
+def noisy(genome, seed: int = 0):
+    quality = (sum(ord(c) for c in str(genome)) % 97) / 97  # a fixed "true" quality per cell
+    rng = np.random.default_rng([seed, int(quality * 1000)])
+    return FakeResult(quality + rng.normal(scale=0.05), quality + rng.normal(scale=0.02))
+
+
+def test_seed_rank_agreement_is_one_for_noise_free_and_low_for_pure_noise():
+    q = np.linspace(0, 1, 12)
+    assert noise.seed_rank_agreement(np.stack([q, q, q], axis=1))["mean"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    r = noise.seed_rank_agreement(rng.normal(size=(200, 3)))
+    assert r["pairs"] == 3 and abs(r["mean"]) < 0.2
+
+
+def test_cli_resumes_and_measures_val_noisier_than_test(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    argv = ["--objective", "test_noise:noisy", "--cells", "12", "--seeds", "3", "--storage", str(tmp_path / "n.journal"),
+            "--out", str(tmp_path / "n.json"), "-q"]
+    assert noise.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "36 evaluations" in out and "seed-vs-seed Spearman rho on val" in out and "on test" in out
+    data = json.loads((tmp_path / "n.json").read_text())
+    assert data["cells"][:3] == ["aspp", "top1_cityscapes", "weak"] and len(data["cells"]) == 12
+    assert 0.02 < data["val"]["mean_std"] < 0.08 and data["test"]["mean_std"] < data["val"]["mean_std"]
+    assert data["test"]["seed_vs_seed_spearman"]["mean"] > data["val"]["seed_vs_seed_spearman"]["mean"]
+    assert data["provenance"]["command"].startswith("python -m benchmarks.noise --objective test_noise:noisy")
+    assert all(math.isfinite(v) for v in data["val"]["std"])
+    # rerun: resumed, nothing evaluated again
+    assert noise.main(argv) == 0
+    import optuna
+
+    from strategies.storage import open_storage
+
+    st = open_storage(tmp_path / "n.journal").storage
+    assert len(optuna.load_study(study_name=optuna.get_all_study_names(st)[0], storage=st).trials) == 36
