@@ -156,3 +156,23 @@ def band_by_time(runs: Mapping[int, Run], points: int = 200, t_max: float | None
 def final_values(runs: Mapping[str, Mapping[int, Run]], budget: int | None = None) -> dict[str, dict[int, float]]:
     """``final[strategy][seed]`` = incumbent value at the budget, for the statistics."""
     return {s: {seed: run.final(budget) for seed, run in by_seed.items()} for s, by_seed in runs.items()}
+
+
+def incumbents(records: Iterable[TrialRecord], budget: int | None = None) -> dict[str, dict[int, TrialRecord]]:
+    """``inc[strategy][seed]``: the trial a search would report after ``budget`` evaluations.
+
+    The best complete trial by value among the first ``budget`` evaluations in completion
+    order (the trial behind ``Run.final``); a tie goes to the lowest trial number, as
+    ``strategies.study.BudgetStatus`` picks the incumbent it re-trains. Runs without a
+    complete trial are left out.
+    """
+    by: dict[tuple[str, int], list[TrialRecord]] = defaultdict(list)
+    for r in records:
+        if r.strategy is not None and r.seed is not None:
+            by[(r.strategy, r.seed)].append(r)
+    out: dict[str, dict[int, TrialRecord]] = defaultdict(dict)
+    for (strategy, seed), recs in sorted(by.items(), key=lambda kv: (_strategy_key(kv[0][0]), kv[0][1])):
+        done = [r for r in completion_order(recs)[:budget] if r.complete]
+        if done:
+            out[strategy][seed] = min(done, key=lambda r: (-r.value, r.number))
+    return dict(out)

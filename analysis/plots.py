@@ -43,10 +43,23 @@ class Reference:
     """A reference cell's result under the compared objective."""
 
     name: str
-    value: float
+    value: float  # val: its evaluation with the searches' training seed
     n_params: int | None = None
     flops: int | None = None
     genome: str | None = None
+    test: list[float] | None = None  # test value of each fresh-seed training (None: no test split scored)
+
+    @property
+    def test_mean(self) -> float | None:
+        return float(np.mean(self.test)) if self.test else None
+
+    @property
+    def test_std(self) -> float | None:
+        return (float(np.std(self.test, ddof=1)) if len(self.test) > 1 else 0.0) if self.test else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "n_params": self.n_params, "flops": self.flops,
+                "genome": self.genome, "test": self.test, "test_mean": self.test_mean, "test_std": self.test_std}
 
 
 def colour(strategy: str, i: int = 0) -> str:
@@ -66,13 +79,13 @@ def save(fig: "plt.Figure", out: str | Path, formats: Sequence[str] = FORMATS) -
     return paths
 
 
-def _reference_lines(ax, references: Iterable[Reference]) -> list[dict]:
+def _reference_lines(ax, references: Iterable[Reference], what: str = "reference") -> list[dict]:
     drawn = []
     for ref in references:
         if ref.value is None or not math.isfinite(ref.value):
             continue
         style = REFERENCE_STYLES.get(ref.name, dict(color="black", ls=(0, (3, 1, 1, 1))))
-        ax.axhline(ref.value, lw=1.2, label=f"{ref.name} (reference)", **style, zorder=1)
+        ax.axhline(ref.value, lw=1.2, label=f"{ref.name} ({what})", **style, zorder=1)
         drawn.append({"name": ref.name, "value": ref.value})
     return drawn
 
@@ -139,6 +152,56 @@ def plot_final_best(
         ax.legend(**OUTSIDE)
     return {"strategies": {s: v for s, v in zip(names, values)}, "references": refs,
             "files": [str(p) for p in save(fig, out)]}
+
+
+def plot_test_values(
+    incumbents: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    out: str | Path,
+    references: Iterable[Reference] = (),
+    metric: str = "mIOU",
+    title: str = "Incumbents: val that selected them, test re-trained",
+) -> dict[str, Any]:
+    """Per strategy, each seed's incumbent: its val (hollow, what the search saw) joined to its
+    test value (filled: mean over the fresh-seed re-trainings, bar = their std); a black tick
+    marks the strategy's mean test value; references at their test mean (lines).
+
+    ``incumbents[strategy][seed]`` holds ``val`` and ``test`` (a list, empty when none).
+    """
+    names = [s for s in incumbents if any(inc.get("test") for inc in incumbents[s].values())]
+    fig, ax = plt.subplots(figsize=(1.3 * max(len(names), 2) + 2.4, 3.8))
+    data: dict[str, Any] = {"strategies": {}}
+    rng = np.random.default_rng(0)  # fixed jitter: the figure is reproducible
+    dx = 0.17
+    for i, s in enumerate(names):
+        c = colour(s, i)
+        rows = [(seed, inc) for seed, inc in sorted(incumbents[s].items()) if inc.get("test")]
+        jit = rng.uniform(-0.05, 0.05, len(rows))
+        vals = [float(inc["val"]) for _, inc in rows]
+        means = [float(np.mean(inc["test"])) for _, inc in rows]
+        stds = [float(np.std(inc["test"], ddof=1)) if len(inc["test"]) > 1 else 0.0 for _, inc in rows]
+        for j, (v, m) in enumerate(zip(vals, means)):
+            ax.plot([i - dx + jit[j], i + dx + jit[j]], [v, m], color=c, lw=0.7, alpha=0.45, zorder=2)
+        ax.scatter(np.full(len(vals), i - dx) + jit, vals, s=22, facecolors="none", edgecolors=c, lw=1.1, zorder=3)
+        ax.errorbar(np.full(len(means), i + dx) + jit, means, yerr=stds, fmt="o", ms=4.5, color=c, elinewidth=1,
+                    capsize=2, zorder=4)
+        if means:
+            ax.hlines(float(np.mean(means)), i + dx - 0.13, i + dx + 0.13, color="black", lw=2, zorder=5)
+        data["strategies"][s] = {"seeds": [seed for seed, _ in rows], "val": vals, "test_mean": means, "test_std": stds}
+    test_refs = [Reference(r.name, r.test_mean) for r in references if r.test]
+    data["references"] = _reference_lines(ax, test_refs, "reference, test")
+    # legend entries in black: the colours are the strategies'
+    ax.scatter([], [], s=22, facecolors="none", edgecolors="black", lw=1.1, label="val that selected it (search seed)")
+    ax.errorbar([], [], yerr=[], fmt="o", ms=4.5, color="black", elinewidth=1, capsize=2,
+                label="test, re-trained (mean ± std over fresh seeds)")
+    ax.plot([], [], color="black", lw=2, label="mean test over search seeds")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(**OUTSIDE)
+    data["files"] = [str(p) for p in save(fig, out)]
+    return data
 
 
 # -- cost vs quality ---------------------------------------------------------------------------

@@ -1,11 +1,17 @@
 """One Markdown page from a storage: figures, tables, best cells and the commands behind them.
 
 ``python -m analysis.report --storage runs/compare.log --out runs/report`` reads the
-search studies of one experiment (``{experiment}-{strategy}-seed{seed}``), its reference
-study (``{experiment}-reference``: the zoo cells under the same objective) and any
-correlation study made from them (``analysis.correlate``), and writes ``report.md``,
+search studies of one experiment (``{experiment}-{strategy}-seed{seed}``), their incumbents'
+re-trainings (``{study}-incumbent``: the best cell by val re-trained with fresh seeds and
+scored on the test split, ``strategies.incumbent``), its reference study
+(``{experiment}-reference``: the zoo cells under the same objective) and any correlation
+study made from them (``analysis.correlate``), and writes ``report.md``,
 ``report.json`` and every figure as PNG and SVG. Everything is recomputed from the
 storage, so the page can be regenerated at any time, e.g. while a comparison still runs.
+
+Val is what a search saw and selected on; test is what the page reports (DESIGN.md, "The
+evaluation protocol"): the summary shows both, and the pairwise tests run on the per-seed
+test means when every study has them (else on val, and the page says so).
 """
 from __future__ import annotations
 
@@ -22,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from .load import AnalysisError, StudyRecord, TrialRecord, best_complete, experiment_names, is_search, load_all, read_storage
+from .load import (AnalysisError, StudyRecord, TrialRecord, best_complete, canonical_hash, experiment_names, is_search,
+                   load_all, read_storage)
 
 log = logging.getLogger(__name__)
 
-REFERENCE_KIND, CORRELATION_KIND = "reference", "correlation"
+REFERENCE_KIND, CORRELATION_KIND, INCUMBENT_KIND = "reference", "correlation", "incumbent"
 
 
 @dataclass
@@ -37,8 +44,10 @@ class Experiment:
     searches: list[StudyRecord] = field(default_factory=list)
     references: list[StudyRecord] = field(default_factory=list)
     correlations: list[StudyRecord] = field(default_factory=list)
+    incumbents: list[StudyRecord] = field(default_factory=list)  # re-trainings of the searches' incumbents
     records: list[TrialRecord] = field(default_factory=list)  # of the search studies
     reference_records: list[TrialRecord] = field(default_factory=list)
+    incumbent_records: list[TrialRecord] = field(default_factory=list)
 
     @property
     def objective(self) -> str:
@@ -82,16 +91,33 @@ def load_experiment(storage, experiment: str | None = None) -> Experiment:
         ua = s.user_attrs
         if ua.get("kind") == CORRELATION_KIND and (ua.get("source_study") in search_names or ua.get("source_experiment") == experiment):
             exp.correlations.append(s)
+        elif ua.get("kind") == INCUMBENT_KIND and ua.get("source_study") in search_names:
+            exp.incumbents.append(s)
     ref_names = {s.name for s in exp.references}
+    inc_names = {s.name for s in exp.incumbents}
     exp.records = [r for r in records if r.study in search_names]
     exp.reference_records = [r for r in records if r.study in ref_names]
+    exp.incumbent_records = [r for r in records if r.study in inc_names]
     if not any(r.complete for r in exp.records):
         raise AnalysisError(f"experiment {experiment!r} has no complete trial yet")
     return exp
 
 
+def test_value(r: TrialRecord) -> float | None:
+    """The trial's test-split value (``test_miou``), None when it has none."""
+    v = r.user_attrs.get("test_miou")
+    try:
+        v = None if v is None or isinstance(v, bool) else float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if v is not None and math.isfinite(v) else None
+
+
 def references(exp: Experiment) -> list:
-    """Best value of each reference cell (a cell re-evaluated with several seeds: the mean)."""
+    """Each reference cell: val = its evaluation with the searches' training seed (the mean if
+    several; over every evaluation when none had that seed), the value a search would have
+    seen; test = the test value of each training with a fresh seed (``eval_seed``; of every
+    training when none had one), as the incumbents' re-trainings."""
     from .plots import Reference
 
     by: dict[str, list[TrialRecord]] = defaultdict(list)
@@ -100,9 +126,42 @@ def references(exp: Experiment) -> list:
             by[str(r.user_attrs.get("reference", r.genome))].append(r)
     out = []
     for name, recs in by.items():
-        out.append(Reference(name, float(np.mean([r.value for r in recs])), recs[0].n_params, recs[0].flops, recs[0].genome))
+        seeded = [r for r in recs if r.user_attrs.get("eval_seed") is not None and test_value(r) is not None]
+        tests = [test_value(r) for r in sorted(seeded, key=lambda r: r.user_attrs["eval_seed"])] or \
+                [v for v in map(test_value, recs) if v is not None]
+        plain = [r for r in recs if r.user_attrs.get("eval_seed") is None] or recs
+        out.append(Reference(name, float(np.mean([r.value for r in plain])), recs[0].n_params, recs[0].flops, recs[0].genome,
+                             tests or None))
     order = {"aspp": 0, "top1_cityscapes": 1}
     return sorted(out, key=lambda ref: (order.get(ref.name, 9), ref.name))
+
+
+def incumbent_tests(exp: Experiment, budget: int | None) -> dict[str, dict[int, dict[str, Any]]]:
+    """``inc[strategy][seed]``: the search's incumbent after ``budget`` evaluations (best by val)
+    and its re-trainings from the companion study: ``test`` and ``val_retrained`` per fresh
+    seed (empty lists when it was not re-trained: no test split, ``--reeval-seeds 0``, or not
+    yet, e.g. a report at a smaller budget than the one the re-trained incumbent won at)."""
+    from .curves import incumbents
+
+    retrained: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+    source = {s.name: s.user_attrs.get("source_study") for s in exp.incumbents}
+    for r in exp.incumbent_records:
+        if r.complete and test_value(r) is not None:
+            retrained[(str(source.get(r.study)), str(r.genome_hash or canonical_hash(r.genome)))].append(r)
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for strategy, by_seed in incumbents(exp.records, budget).items():
+        for seed, best in by_seed.items():
+            key = best.genome_hash or canonical_hash(best.genome)
+            recs = sorted(retrained.get((best.study, str(key)), []), key=lambda r: r.user_attrs.get("eval_seed", 0))
+            tests = [test_value(r) for r in recs]
+            out.setdefault(strategy, {})[seed] = {
+                "study": best.study, "trial": best.number, "genome": best.genome, "val": best.value,
+                "seeds": [r.user_attrs.get("eval_seed") for r in recs], "test": tests,
+                "val_retrained": [r.value for r in recs],
+                "test_mean": float(np.mean(tests)) if tests else None,
+                "test_std": (float(np.std(tests, ddof=1)) if len(tests) > 1 else 0.0) if tests else None,
+            }
+    return out
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -147,8 +206,12 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
     budget = budget or (min(budgets) if budgets else None)
     runs = runs_from_records(exp.records)
     final = final_values(runs, budget)
+    inc = incumbent_tests(exp, budget)
     data: dict[str, Any] = {"experiment": exp.name, "objective": exp.objective, "metric": metric, "budget": budget,
-                            "references": [r.__dict__ for r in refs]}
+                            "references": [r.to_dict() for r in refs], "incumbents": inc}
+    n_studies = sum(len(v) for v in runs.values())
+    n_tested = sum(bool(inc.get(s, {}).get(seed, {}).get("test")) for s, by_seed in runs.items() for seed in by_seed)
+    any_test = n_tested > 0 or any(r.test for r in refs)
     fig: dict[str, Any] = {}
     fig["best_so_far"] = plots.plot_best_so_far(runs, out / "best_so_far", references=refs, budget=budget,
                                                 ylabel=f"best {metric} so far")
@@ -156,6 +219,8 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
                                                      ylabel=f"best {metric} so far")
     fig["final_best"] = plots.plot_final_best(final, out / "final_best", references=refs,
                                               ylabel=f"best {metric} after {budget} evaluations" if budget else f"best {metric}")
+    if n_tested:
+        fig["test_values"] = plots.plot_test_values(inc, out / "test_values", references=refs, metric=metric)
     fig["pareto_flops"] = plots.plot_cost_vs_miou(exp.records, out / "pareto_flops", "flops", refs, ylabel=metric)
     fig["pareto_params"] = plots.plot_cost_vs_miou(exp.records, out / "pareto_params", "params", refs, ylabel=metric)
     top_cells = best_complete(exp.records, top)
@@ -169,17 +234,40 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
     # -- tables ---------------------------------------------------------------------------------
     summary_rows = []
     data["summary"] = {}
+    final_test: dict[str, dict[int, float]] = {}
     for strategy, by_seed in runs.items():
         s = summarize(list(final[strategy].values()))
         evals = [len(r.values) for r in by_seed.values()]
         fails = [int(np.isnan(r.values).sum()) for r in by_seed.values()]
         durations = [r.duration for r in exp.records if r.strategy == strategy and r.duration is not None and r.finished]
+        tested = {seed: i for seed, i in inc.get(strategy, {}).items() if i["test"] and seed in by_seed}
+        final_test[strategy] = {seed: i["test_mean"] for seed, i in tested.items()}
+        t = summarize(list(final_test[strategy].values()))
+        k = sorted({len(i["test"]) for i in tested.values()})
+        within = float(np.mean([i["test_std"] for i in tested.values()])) if tested else None
         data["summary"][strategy] = {**s.to_dict(), "evaluations": evals, "failures": sum(fails),
-                                     "median_seconds_per_evaluation": float(np.median(durations)) if durations else None}
-        summary_rows.append([strategy, s.n, f"{s.mean:.4f} ± {s.std:.4f}", f"{s.median:.4f} [{s.q25:.4f}, {s.q75:.4f}]",
-                             _fmt(s.best), f"{min(evals)}–{max(evals)}" if min(evals) != max(evals) else str(evals[0]),
-                             sum(fails), _fmt(data["summary"][strategy]["median_seconds_per_evaluation"], 2)])
-    tests = pairwise_tests(final)
+                                     "median_seconds_per_evaluation": float(np.median(durations)) if durations else None,
+                                     "test": t.to_dict() if tested else None, "test_seeds_per_incumbent": k,
+                                     "test_within_std": within}
+        row = [strategy, s.n, f"{s.mean:.4f} ± {s.std:.4f}", f"{s.median:.4f} [{s.q25:.4f}, {s.q75:.4f}]", _fmt(s.best)]
+        if any_test:
+            row += [f"{t.mean:.4f} ± {t.std:.4f}" if tested else "–", f"{len(tested)}/{s.n}",
+                    "–" if not k else (str(k[0]) if len(k) == 1 else f"{k[0]}–{k[-1]}"), _fmt(within)]
+        summary_rows.append(row + [f"{min(evals)}–{max(evals)}" if min(evals) != max(evals) else str(evals[0]),
+                                   sum(fails), _fmt(data["summary"][strategy]["median_seconds_per_evaluation"], 2)])
+    on_test = n_studies > 0 and n_tested == n_studies
+    if on_test:
+        basis = (f"the incumbents' **test {metric}** (one value per search seed: the mean over its fresh-seed "
+                 f"re-trainings, scored on the test split the search never saw)")
+    elif n_tested:
+        basis = (f"the **val {metric}** the searches saw: only {n_tested} of {n_studies} incumbents have test values so "
+                 f"far (rerun `benchmarks.compare` to finish their re-training)")
+    else:
+        basis = (f"the **val {metric}** the searches saw (no incumbent was re-trained on a test split: the objective has "
+                 f"none, or `--reeval-seeds 0`)")
+    data["pairwise_values"] = "test" if on_test else "val"
+    data["pairwise_basis"] = basis.replace("**", "").replace("`", "")
+    tests = pairwise_tests(final_test if on_test else final)
     data["pairwise"] = [t.to_dict() for t in tests]
     test_rows = [[f"{t.a} vs {t.b}", _fmt(t.median_a), _fmt(t.median_b), _fmt(t.mw_u, 1), _p(t.mw_p), _p(t.mw_p_holm),
                   f"{t.cliffs_delta:+.2f}", t.wilcoxon_pairs, _p(t.wilcoxon_p), _p(t.wilcoxon_p_holm), f"{t.wilcoxon_r:+.2f}"
@@ -204,19 +292,49 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
         data["correlations"].append({**rep.to_dict(), "command": cs.command, "figure": rep_fig})
         corr_sections.append((cs, rep, rep_fig))
 
+    inc_rows = [[f"{s} s{seed}", f"#{i['trial']}", _fmt(i["val"]),
+                 f"{i['test_mean']:.4f} ± {i['test_std']:.4f}" if i["test"] else "–", len(i["test"]),
+                 _fmt(float(np.mean(i["val_retrained"]))) if i["val_retrained"] else "–", f"`{i['genome']}`"]
+                for s, by_seed in inc.items() for seed, i in by_seed.items()]
+    ref_test = any(r.test for r in refs)
+    ref_rows = [[r.name, _fmt(r.value)] + ([f"{r.test_mean:.4f} ± {r.test_std:.4f}" if r.test else "–", len(r.test or [])]
+                                           if ref_test else []) + [f"`{r.genome}`"] for r in refs]
+
     # -- the page -----------------------------------------------------------------------------------
     lines = [f"# Strategy comparison: `{exp.name}`", ""]
+    ref_text = ", ".join(f"{r.name} = {r.value:.4f}" + (f" (test {r.test_mean:.4f})" if r.test else "") for r in refs)
     lines += [f"Objective: **{exp.objective}** (config {', '.join(sorted({str(s.config) for s in exp.searches}))}); "
               f"budget **{budget}** evaluations; {len(exp.searches)} studies "
               f"({', '.join(f'{k} × {len(v)} seeds' for k, v in runs.items())}). "
-              f"The incumbent is the best {metric} the search itself observed. Reference cells "
-              f"({', '.join(f'{r.name} = {r.value:.4f}' for r in refs) or 'none evaluated'}) were evaluated with the same objective.", ""]
-    lines += ["## Best so far", "", _img("best_so_far", "best so far vs evaluations"), "",
+              f"Each search's incumbent is the best val {metric} it observed (one training each: an optimistic "
+              f"number); " + (f"{n_tested} of {n_studies} incumbents were re-trained with fresh seeds and scored on the "
+              f"test split the search never saw (the value to report). " if any_test else
+              f"no incumbent has a test value (the objective has no test split, or `--reeval-seeds 0`). ") +
+              f"Reference cells ({ref_text or 'none evaluated'}) were evaluated with the same objective.", ""]
+    lines += ["## Best so far (val)", "", _img("best_so_far", "best so far vs evaluations"), "",
               _img("best_so_far_time", "best so far vs wall-clock time"), ""]
-    lines += ["## Final incumbent per strategy", "", _img("final_best", "final best per strategy"), "",
-              md_table(["strategy", "seeds", "mean ± std", "median [IQR]", "best", "evaluations", "failed",
-                        "median s / evaluation"], summary_rows), ""]
+    header = ["strategy", "seeds", "val mean ± std", "val median [IQR]", "val best"]
+    if any_test:
+        header += ["test mean ± std", "re-trained", "seeds each", "test std within"]
+    lines += ["## Final incumbent per strategy", "", _img("final_best", "final best (val) per strategy"), "",
+              md_table(header + ["evaluations", "failed", "median s / evaluation"], summary_rows), ""]
+    if any_test:
+        lines += [f"val: the final best {metric} per search seed (what the search saw and selected on). test: each "
+                  f"seed's incumbent re-trained with fresh seeds and scored on the test split, averaged over its "
+                  f"re-trainings, then mean ± std over the search seeds; \"test std within\": the mean seed-to-seed "
+                  f"std of one incumbent's re-trainings (training noise).", ""]
+    if n_tested:
+        lines += ["## Incumbents on the test split", "",
+                  _img("test_values", "val that selected each incumbent, and its test value"), "",
+                  md_table(["search", "trial", "val (selected it)", "test mean ± std", "seeds", "val re-trained", "cell"],
+                           inc_rows), "",
+                  "\"val re-trained\": the same cell's val over the fresh seeds; its gap to the selecting val is the "
+                  "optimism of picking the maximum of noisy evaluations.", ""]
+    if refs:
+        lines += ["## Reference cells", "", md_table(["reference", "val"] + (["test mean ± std", "seeds"] if ref_test else [])
+                                                 + ["cell"], ref_rows), ""]
     lines += ["## Pairwise tests (final incumbent over seeds)", "",
+              f"Values tested: {basis}.", "",
               "Mann–Whitney U (seeds as independent samples) with Cliff's δ = P(a > b) − P(a < b); Wilcoxon "
               "signed-rank paired by seed with the matched-pairs rank-biserial r. Positive effect: the first "
               "strategy is better. p-values Holm-corrected within each test over all pairs.", "",

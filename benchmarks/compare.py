@@ -3,9 +3,11 @@
 ``python -m benchmarks.compare --strategies random,local,evolution,tpe --seeds 5 --budget 50``
 runs one study per (strategy, seed) in one storage (``{experiment}-{strategy}-seed{seed}``,
 resumable: rerun the command to continue; ``--workers`` processes per study), evaluates
-the zoo's reference cells with the same objective (``{experiment}-reference``), then
-writes the report (``analysis.report``: figures, summary, pairwise tests) and prints the
-summary table. ``--objective synthetic`` (default) runs in seconds; ``--objective proxy``
+the zoo's reference cells with the same objective (``{experiment}-reference``), re-trains
+each study's incumbent (best by val) with ``--reeval-seeds`` fresh seeds scored on the test
+split (``{study}-incumbent``, ``strategies.incumbent``; the reference cells are trained with
+the same fresh seeds), then writes the report (``analysis.report``: figures, summary with
+val and test, pairwise tests on the test values) and prints the summary table. ``--objective synthetic`` (default) runs in seconds; ``--objective proxy``
 trains every cell (about a minute an evaluation on the ``cpu`` config of a 2-core machine).
 """
 from __future__ import annotations
@@ -23,6 +25,9 @@ DEFAULT_REFERENCES = ("aspp", "top1_cityscapes")
 
 
 def parser() -> argparse.ArgumentParser:
+    from strategies.incumbent import DEFAULT_REEVAL_SEEDS
+    from strategies.run import add_strategy_flags, int_in
+
     p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--strategies", default="random,local,evolution,tpe", help="comma-separated (default: all four)")
@@ -32,8 +37,8 @@ def parser() -> argparse.ArgumentParser:
                    "16 for proxy on cpu, 100 for synthetic)")
     p.add_argument("--objective", default="synthetic", help="synthetic[:NAME,key=value] | proxy | full | module:callable "
                    "(default synthetic)")
-    p.add_argument("--config", default=None, help="evaluator config for proxy/full: test | cpu | paper (default: paper on "
-                   "CUDA, else cpu)")
+    p.add_argument("--config", default=None, help="evaluator config for proxy/full: test | cpu | paper "
+                   "(default cpu, on GPUs too)")
     p.add_argument("--eval-seed", type=int, default=None, help="training seed of every evaluation (default: the config's)")
     p.add_argument("--experiment", default=None, help="experiment name (default compare-{objective name}, e.g. "
                    "compare-proxy-cpu)")
@@ -43,10 +48,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dedupe", action="store_true", help="reuse the value of an already evaluated equivalent cell")
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES),
                    help="zoo cells evaluated as reference lines (default aspp,top1_cityscapes; '' for none)")
+    p.add_argument("--reeval-seeds", type=int_in(0, 1000, "a non-negative integer"), default=DEFAULT_REEVAL_SEEDS,
+                   help="re-train each study's incumbent (best by val) with this many fresh seeds, scored on the test "
+                   "split, and train the reference cells with the same seeds (objectives with a test split: proxy, "
+                   f"full; 0: skip; default {DEFAULT_REEVAL_SEEDS})")
     p.add_argument("--no-report", action="store_true", help="run the studies only")
     p.add_argument("--dataset", default=None, help="proxy/full data: scenes[:PRESET] (default), voc:PATH or cityscapes:PATH")
-    from strategies.run import add_strategy_flags
-
     add_strategy_flags(p.add_argument_group("strategy settings (as in strategies.run; each applies to its own strategy)"))
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
     import strategies
     from strategies.cells import Cell, evaluate_cells
     from dpc.zoo import zoo_cell
+    from strategies.incumbent import FRESH_SEED_BASE, reevaluate_incumbent
     from strategies.objectives import resolve_objective
 
     obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed, dataset=args.dataset)
@@ -130,16 +138,25 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
     objective: Any = obj if args.workers == 1 else args.objective
     print(f"experiment {experiment}: {', '.join(names)} x seeds {seeds[0]}..{seeds[-1]} x {budget} evaluations, "
           f"objective {obj.spec}{f' (config {obj.config})' if obj.config else ''}, storage {storage}")
+    reeval = args.reeval_seeds if obj.has_test else 0
+    if args.reeval_seeds and not obj.has_test:
+        print(f"objective {obj.spec} has no test split: incumbents are not re-trained (--reeval-seeds ignored); the "
+              f"report compares val values")
+    # Each reference trains once with the searches' seed (its val is what a search would have seen) and,
+    # with a test split, with the incumbents' fresh seeds too (its test value beside theirs).
+    fresh = [None] + [FRESH_SEED_BASE + i for i in range(reeval)]
     t0 = time.time()
     if refs:
+        cells = [Cell(zoo_cell(r), {"reference": r}, seed=seed) for r in refs for seed in fresh]
         evaluate_cells(
-            storage, f"{experiment}-reference", [Cell(zoo_cell(r), {"reference": r}) for r in refs], objective,
-            config=obj.config, eval_seed=args.eval_seed, workers=min(args.workers, len(refs)), progress=not args.quiet,
+            storage, f"{experiment}-reference", cells, objective,
+            config=obj.config, eval_seed=args.eval_seed, workers=min(args.workers, len(cells)), progress=not args.quiet,
             dataset=args.dataset,
             study_attrs={"kind": "reference", "experiment": experiment, "objective": obj.spec, "config": obj.config,
                          "command": command},
         )
     bar = Overall(len(names) * len(seeds) * budget, not args.quiet)
+    results = []
     try:
         for seed in seeds:  # seeds outermost: an interrupted comparison stays balanced
             for name in names:
@@ -150,10 +167,19 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
                     strategy_params=settings_for(name, args) or None, command=command, on_progress=bar.study(f"{name} seed {seed}", budget),
                 )
                 bar.done(budget)
+                results.append(res)
                 logging.getLogger(__name__).info("%s seed %d: best %s", name, seed, res.best_value)
     finally:
         bar.close()
     print(f"{len(names) * len(seeds)} studies done in {time.time() - t0:.1f} s")
+    if reeval:
+        t1 = time.time()
+        print(f"re-training each study's incumbent with {reeval} fresh seeds, scored on the test split...", flush=True)
+        for res in results:  # a queue per study ({study}-incumbent): a rerun re-trains nothing already done
+            rep = reevaluate_incumbent(res.study, res.settings, objective, reeval, progress=not args.quiet)
+            if rep is not None:
+                logging.getLogger(__name__).info("%s: val %.4f, %s", res.study.study_name, rep.val, rep.line(obj.metric))
+        print(f"{len(results)} incumbents re-trained in {time.time() - t1:.1f} s")
     if args.no_report:
         return {}
     from analysis.report import build
@@ -167,14 +193,21 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
 def summary_text(data: dict[str, Any]) -> str:
     """The report's summary and pairwise tables as plain text."""
     metric = data["metric"]
-    lines = [f"final best {metric} after {data['budget']} evaluations (over seeds):",
-             f"{'strategy':<10} {'seeds':>5}  {'mean':>7} {'std':>7}  {'median':>7}  {'IQR':>17}  {'failed':>6}"]
+    test = any(row.get("test") for row in data["summary"].values()) or any(r.get("test") for r in data["references"])
+    lines = [f"final best val {metric} after {data['budget']} evaluations (over seeds)"
+             + (", and the incumbents' test value re-trained with fresh seeds:" if test else ":"),
+             f"{'strategy':<10} {'seeds':>5}  {'mean':>7} {'std':>7}  {'median':>7}  {'IQR':>17}  {'failed':>6}"
+             + (f"  {'test mean':>9} {'std':>7} {'n':>3}" if test else "")]
     for s, row in data["summary"].items():
+        t = row.get("test")
         lines.append(f"{s:<10} {row['n']:>5}  {row['mean']:>7.4f} {row['std']:>7.4f}  {row['median']:>7.4f}  "
-                     f"[{row['q25']:.4f}, {row['q75']:.4f}]  {row['failures']:>6}")
+                     f"[{row['q25']:.4f}, {row['q75']:.4f}]  {row['failures']:>6}"
+                     + ((f"  {t['mean']:>9.4f} {t['std']:>7.4f} {t['n']:>3}" if t else f"  {'n/a':>9}") if test else ""))
     for ref in data["references"]:
-        lines.append(f"{'ref ' + ref['name']:<17}{ref['value']:>14.4f}")
-    lines += ["", "pairwise (Mann-Whitney U, Cliff's delta; Wilcoxon by seed, rank-biserial r; Holm-corrected p):"]
+        lines.append(f"{'ref ' + ref['name']:<17}{ref['value']:>14.4f}" + (
+            f"{'':>40}{ref['test_mean']:>9.4f} {ref['test_std']:>7.4f} {len(ref['test']):>3}" if ref.get("test") else ""))
+    lines += ["", f"pairwise on {data.get('pairwise_basis', 'val')}", "(Mann-Whitney U, Cliff's delta; Wilcoxon by "
+              "seed, rank-biserial r; Holm-corrected p):"]
     for t in data["pairwise"]:
         r = t["wilcoxon_r"]
         lines.append(f"{t['a'] + ' vs ' + t['b']:<22} delta {t['cliffs_delta']:+.2f}  p {_p(t['mw_p_holm'])}   "

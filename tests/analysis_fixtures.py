@@ -65,3 +65,32 @@ def make_study(storage, name: str, strategy: str | None, seed: int, n: int, valu
         add_trial(study, g, None if failed else min(value(g) + bias, 1.0), i * seconds, (i + 1) * seconds,
                   state=TrialState.FAIL if failed else TrialState.COMPLETE, measured=measured)
     return study
+
+
+# -- an objective with a test split ------------------------------------------------------------
+class ValTestResult:
+    """What an evaluator returns: val ``miou`` (the search signal) and the test split's value."""
+
+    def __init__(self, miou: float, test_miou: float) -> None:
+        self.miou, self.test_miou = miou, test_miou
+
+    def to_dict(self) -> dict:
+        return {"miou": self.miou, "test_miou": self.test_miou, "test_per_class_iou": [self.test_miou] * 2}
+
+
+def seed_noise(seed: int | None) -> float:
+    """A training seed's deterministic effect, within +-0.005 (0 for the config's seed)."""
+    return 0.0 if seed is None else float(np.random.default_rng(seed).uniform(-0.005, 0.005))
+
+
+def val_test(g: Genome, seed: int | None = None) -> ValTestResult:
+    """Val rises with toy_value, test falls with it: the cell val prefers is the worse one on test."""
+    v = toy_value(g)
+    return ValTestResult(v + seed_noise(seed), 1.0 - v + seed_noise(None if seed is None else seed + 7))
+
+
+def val_test_objective():
+    """``val_test`` as an Objective that trains with a given seed and scores a test split (as proxy/full do)."""
+    from strategies.objectives import Objective
+
+    return Objective(val_test, "analysis_fixtures:val_test", "val-test", metric="mIOU", takes_seed=True, has_test=True)

@@ -9,7 +9,8 @@ import pytest
 from analysis_fixtures import add_trial, make_study
 from optuna.trial import TrialState
 
-from analysis.curves import Run, band_by_evaluations, band_by_time, best_so_far, final_values, runs_from_records, step_at
+from analysis.curves import (Run, band_by_evaluations, band_by_time, best_so_far, final_values, incumbents, runs_from_records,
+                             step_at)
 from analysis.load import AnalysisError, best_complete, load_all, load_study, read_storage
 from dpc.genome import Genome
 
@@ -54,6 +55,8 @@ def test_load_records_and_runs_in_completion_order():
     np.testing.assert_array_equal(run.elapsed, [4, 6, 10, 12])
     np.testing.assert_array_equal(run.curve, [0.6, 0.6, 0.6, 0.6])
     assert run.final() == 0.6 and run.final(1) == 0.6
+    # the incumbent behind run.final: the trial a report re-trains on test
+    assert incumbents(recs)["tpe"][3].number == 1 and incumbents(recs, budget=1)["tpe"][3].number == 1
     # A and its relabelling are one cell: the distinct top list keeps only the better one
     top = best_complete(recs)
     assert [r.number for r in top] == [1, 3]
@@ -100,3 +103,18 @@ def test_wall_clock_step_function():
     np.testing.assert_array_equal(band.x, [0, 1, 2, 3, 4])
     np.testing.assert_allclose(band.median, [np.nan, 0.2, 0.5, 0.5, 0.55])  # run 0 keeps 0.6 after it stops
     assert final_values({"r": runs}) == {"r": {0: 0.6, 1: 0.5}}
+
+
+def test_incumbent_at_a_budget_and_ties():
+    st = optuna.storages.InMemoryStorage()
+    s = optuna.create_study(storage=st, study_name="e-random-seed0", direction="maximize")
+    for k, v in dict(strategy="random", seed=0, budget=4).items():
+        s.set_user_attr(k, v)
+    add_trial(s, A, None, 0, 1, state=TrialState.FAIL)
+    add_trial(s, A, 0.4, 1, 2)
+    add_trial(s, B, 0.6, 2, 3)
+    add_trial(s, A_RELABELLED, 0.6, 3, 4)  # a tie: the first trial keeps it (as BudgetStatus picks)
+    _, recs = load_study(st, "e-random-seed0")
+    assert incumbents(recs, budget=1) == {}  # only a failure so far
+    assert incumbents(recs, budget=2)["random"][0].number == 1
+    assert incumbents(recs)["random"][0].number == 2 and incumbents(recs, budget=10)["random"][0].number == 2

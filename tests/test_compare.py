@@ -108,3 +108,102 @@ def test_correlation_over_the_whole_experiment_joins_the_report(run, capsys):
     assert [c["study"] for c in out["correlations"]] == [f"{exp}-full"]
     assert f"## Proxy vs full task: `{exp}-full`" in (tmp / "out2" / "report.md").read_text()
     capsys.readouterr()
+
+
+# -- incumbents re-trained with fresh seeds and scored on a test split ----------------------------
+FAKE = "analysis_fixtures:val_test"
+
+
+@pytest.fixture(scope="module")
+def tested(tmp_path_factory):
+    """A comparison on an objective with a test split (``analysis_fixtures.val_test``: val and test
+    rank cells oppositely). Specs resolve to plain callables, which declare no test split, so the
+    spec is resolved to the fake's Objective (``has_test``, ``takes_seed``), as proxy/full are."""
+    import strategies.objectives as objectives
+    from analysis_fixtures import val_test_objective
+
+    original = objectives.resolve_objective
+
+    def resolve(spec, *args, **kwargs):
+        return val_test_objective() if spec == FAKE else original(spec, *args, **kwargs)
+
+    tmp = tmp_path_factory.mktemp("cmp-test")
+    argv = ["--strategies", "random,tpe", "--seeds", "3", "--budget", "8", "--objective", FAKE, "--reeval-seeds", "2",
+            "--storage", str(tmp / "c.journal"), "--out", str(tmp / "out"), "-q"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(objectives, "resolve_objective", resolve)
+        assert compare.main(argv) == 0
+        yield tmp, argv
+
+
+def test_incumbents_and_references_get_test_values(tested, capsys):
+    from analysis.load import load_study
+    from strategies.incumbent import FRESH_SEED_BASE
+
+    tmp, _ = tested
+    studies, recs = load_all(tmp / "c.journal")
+    exp = "compare-val-test"
+    searches = [f"{exp}-{s}-seed{i}" for s in ("random", "tpe") for i in range(3)]
+    assert {s.name for s in studies} == {*searches, *(f"{n}-incumbent" for n in searches), f"{exp}-reference"}
+    data = json.loads((tmp / "out" / "report.json").read_text())
+    per_seed: dict[str, dict[int, float]] = {}
+    for name in searches:
+        study, srecs = load_study(tmp / "c.journal", name)
+        best = max((r for r in srecs if r.complete), key=lambda r: (r.value, -r.number))
+        comp, crecs = load_study(tmp / "c.journal", f"{name}-incumbent")
+        assert comp.user_attrs["kind"] == "incumbent" and comp.user_attrs["source_study"] == name
+        assert sorted(r.user_attrs["eval_seed"] for r in crecs) == [FRESH_SEED_BASE, FRESH_SEED_BASE + 1]
+        assert all(r.complete and r.genome_hash == best.genome_hash for r in crecs)
+        tests = [r.user_attrs["test_miou"] for r in sorted(crecs, key=lambda r: r.user_attrs["eval_seed"])]
+        inc = data["incumbents"][study.strategy][str(study.seed)]
+        assert inc["val"] == pytest.approx(best.value) and inc["test"] == pytest.approx(tests)
+        assert inc["test_mean"] == pytest.approx(np.mean(tests)) and inc["test_mean"] != pytest.approx(best.value)
+        per_seed.setdefault(study.strategy, {})[study.seed] = float(np.mean(tests))
+    for s, by_seed in per_seed.items():
+        t = data["summary"][s]["test"]
+        assert t["n"] == 3 and t["mean"] == pytest.approx(np.mean(list(by_seed.values())))
+        assert t["std"] == pytest.approx(np.std(list(by_seed.values()), ddof=1))
+        assert data["summary"][s]["test_seeds_per_incumbent"] == [2]
+    (pair,) = data["pairwise"]  # on the per-seed test means, not on val
+    assert data["pairwise_values"] == "test"
+    assert pair["median_a"] == pytest.approx(np.median(list(per_seed["random"].values())))
+    assert pair["median_b"] == pytest.approx(np.median(list(per_seed["tpe"].values())))
+    # references: trained with the incumbents' fresh seeds, so they have val and test too
+    refs = {r["name"]: r for r in data["references"]}
+    assert set(refs) == {"aspp", "top1_cityscapes"}
+    ref_recs = [r for r in recs if r.study == f"{exp}-reference"]
+    seeds = [r.user_attrs.get("eval_seed", -1) for r in ref_recs]
+    assert sorted(seeds) == [-1] * 2 + [FRESH_SEED_BASE] * 2 + [FRESH_SEED_BASE + 1] * 2  # the searches' seed, then fresh
+    for name, ref in refs.items():
+        mine = sorted((r for r in ref_recs if r.user_attrs["reference"] == name), key=lambda r: r.user_attrs.get("eval_seed", -1))
+        assert ref["value"] == pytest.approx(mine[0].value)  # val: trained as every search evaluation is
+        assert ref["test"] == pytest.approx([r.user_attrs["test_miou"] for r in mine[1:]])
+    page = (tmp / "out" / "report.md").read_text()
+    assert "| test mean ± std | re-trained | seeds each |" in page and "## Incumbents on the test split" in page
+    assert "Values tested: the incumbents' **test value**" in page and "![val that selected" in page
+    assert (tmp / "out" / "test_values.png").stat().st_size > 5000
+    fig = data["figures"]["test_values"]["strategies"]
+    assert fig["random"]["test_mean"] == pytest.approx([per_seed["random"][i] for i in range(3)])
+    capsys.readouterr()
+
+
+def test_rerun_retrains_nothing(tested, capsys):
+    tmp, argv = tested
+    _, before = load_all(tmp / "c.journal")
+    assert compare.main(argv) == 0
+    _, after = load_all(tmp / "c.journal")
+    assert len(after) == len(before)
+    out = capsys.readouterr().out
+    assert "pairwise on the incumbents' test value" in out and "test mean" in out
+    # zero seeds: no re-training asked for, and nothing added
+    assert compare.main([*argv, "--reeval-seeds", "0", "--no-report"]) == 0
+    assert len(load_all(tmp / "c.journal")[1]) == len(before)
+
+
+def test_no_test_split_is_a_note_and_the_tests_use_val(run):
+    tmp, _ = run
+    data = json.loads((tmp / "out" / "report.json").read_text())
+    assert data["pairwise_values"] == "val" and data["incumbents"]["random"]["0"]["test"] == []
+    page = (tmp / "out" / "report.md").read_text()
+    assert "Values tested: the **val score** the searches saw (no incumbent was re-trained" in page
+    assert "test mean" not in page and not (tmp / "out" / "test_values.png").exists()
