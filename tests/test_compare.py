@@ -116,24 +116,13 @@ FAKE = "analysis_fixtures:val_test"
 
 @pytest.fixture(scope="module")
 def tested(tmp_path_factory):
-    """A comparison on an objective with a test split (``analysis_fixtures.val_test``: val and test
-    rank cells oppositely). Specs resolve to plain callables, which declare no test split, so the
-    spec is resolved to the fake's Objective (``has_test``, ``takes_seed``), as proxy/full are."""
-    import strategies.objectives as objectives
-    from analysis_fixtures import val_test_objective
-
-    original = objectives.resolve_objective
-
-    def resolve(spec, *args, **kwargs):
-        return val_test_objective() if spec == FAKE else original(spec, *args, **kwargs)
-
+    """A comparison on an objective with a test split (``analysis_fixtures.val_test``: takes a
+    seed, declares ``has_test``; val and test rank cells oppositely)."""
     tmp = tmp_path_factory.mktemp("cmp-test")
     argv = ["--strategies", "random,tpe", "--seeds", "3", "--budget", "8", "--objective", FAKE, "--reeval-seeds", "2",
             "--storage", str(tmp / "c.journal"), "--out", str(tmp / "out"), "-q"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(objectives, "resolve_objective", resolve)
-        assert compare.main(argv) == 0
-        yield tmp, argv
+    assert compare.main(argv) == 0
+    return tmp, argv
 
 
 def test_incumbents_and_references_get_test_values(tested, capsys):
@@ -142,7 +131,7 @@ def test_incumbents_and_references_get_test_values(tested, capsys):
 
     tmp, _ = tested
     studies, recs = load_all(tmp / "c.journal")
-    exp = "compare-val-test"
+    exp = "compare-analysis_fixtures-val_test"
     searches = [f"{exp}-{s}-seed{i}" for s in ("random", "tpe") for i in range(3)]
     assert {s.name for s in studies} == {*searches, *(f"{n}-incumbent" for n in searches), f"{exp}-reference"}
     data = json.loads((tmp / "out" / "report.json").read_text())
