@@ -105,7 +105,7 @@ def save_preview(config: SceneConfig, out: Path, n: int = 8, split: str = "train
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     H, W = config.image_size
     fig.suptitle(f"scenes {scene_key(config)} ({H}x{W}, seed {config.seed}): digits 0-9 = classes 1-10", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97), h_pad=1.5)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
