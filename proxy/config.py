@@ -29,6 +29,9 @@ import json
 from dataclasses import dataclass
 
 
+FLIPS = ("none", "mirrored-images", "mirror-features")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     name: str
@@ -49,7 +52,10 @@ class EvalConfig:
     poly_power: float = 0.9
     loss_stride: int = 4  # labels subsampled by this for the loss (1 = full resolution, as DeepLab)
     eval_stride: int = 1  # labels subsampled by this for mIOU (1 = full resolution)
-    flip: bool = True  # horizontal flip of features and labels together
+    # Horizontal flip augmentation: "none"; "mirrored-images" (the proxy trains on the cached
+    # features of the mirrored images, so it equals an image flip; end to end it flips the images);
+    # "mirror-features" (the old one: mirrors cached feature maps, which is not an image flip).
+    flip: str = "mirrored-images"
     crop: int = 0  # end-to-end only: random square crops of this size for training (0: whole images)
     eval_every: int = 0  # intermediate mIOU for the callback every N steps (0: only at the end)
     seed: int = 0
@@ -65,6 +71,8 @@ class EvalConfig:
             raise ValueError(f"config {self.name!r}: output_stride must be 8, 16 or 32, got {self.output_stride}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"config {self.name!r}: optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.flip not in FLIPS:
+            raise ValueError(f"config {self.name!r}: flip must be one of {', '.join(FLIPS)}, got {self.flip!r}")
         if not 0 <= self.dropout < 1 or self.lr <= 0:
             raise ValueError(f"config {self.name!r}: need 0 <= dropout < 1 and lr > 0")
 

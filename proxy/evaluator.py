@@ -142,17 +142,26 @@ class ProxyEvaluator(_Evaluator):
         from .cache import load_or_build
 
         cfg = self.config
+
+        def cached(ds):
+            return load_or_build(ds, backbone_name=cfg.backbone, output_stride=cfg.output_stride,
+                                 cache_dir=self.cache_dir, device=self.device)
+
         splits = []
-        for ds in self._load_datasets():
-            cached = load_or_build(ds, backbone_name=cfg.backbone, output_stride=cfg.output_stride,
-                                   cache_dir=self.cache_dir, device=self.device)
+        for i, ds in enumerate(self._load_datasets()):
+            c = cached(ds)
             # On the CPU the tensors read the copy-on-write memory map of the cache itself: a copy
             # doubled the resident memory (4.2 GB for one evaluation), and worker processes now
             # share one page-cached copy. Features stay float16, cast per batch.
-            features = torch.from_numpy(np.asarray(cached.features))
-            labels = torch.from_numpy(np.asarray(cached.labels))
-            splits.append(Split(features.to(self.device), labels.to(self.device)))
-            self.num_classes, self.class_names = cached.num_classes, list(cached.class_names)
+            features = torch.from_numpy(np.asarray(c.features))
+            labels = torch.from_numpy(np.asarray(c.labels))
+            mirrored = None
+            if i == 0 and cfg.flip == "mirrored-images":  # the train split's mirrored images, cached too
+                from .mirror import MirroredDataset
+
+                mirrored = torch.from_numpy(np.asarray(cached(MirroredDataset(ds)).features)).to(self.device)
+            splits.append(Split(features.to(self.device), labels.to(self.device), mirrored=mirrored))
+            self.num_classes, self.class_names = c.num_classes, list(c.class_names)
         self.in_channels = splits[0].inputs.shape[1]
         self.feature_size = tuple(splits[0].inputs.shape[-2:])
         return splits

@@ -54,6 +54,7 @@ class Split:
     inputs: torch.Tensor  # (N, C, h, w) cached features, or (N, 3, H, W) uint8 images
     labels: torch.Tensor  # (N, H, W) uint8, 255 = ignore
     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x.float()
+    mirrored: Optional[torch.Tensor] = None  # inputs of the mirrored images (the proxy's cached flip)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -142,9 +143,15 @@ def train_and_evaluate(
             x = x[..., top : top + cfg.crop, left : left + cfg.crop]
             y = y[..., top : top + cfg.crop, left : left + cfg.crop]
         y = y[:, ::s, ::s]
-        if cfg.flip:
+        if cfg.flip != "none":
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            if train.mirrored is not None:  # the features of the mirrored images (an image flip)
+                flipped = train.mirrored.index_select(0, index)
+            elif cfg.flip == "mirrored-images" and not cfg.end_to_end:
+                raise ValueError("flip 'mirrored-images' needs the cached features of the mirrored images (Split.mirrored)")
+            else:  # images end to end (an image flip), or "mirror-features" (not one)
+                flipped = x.flip(-1)
+            x = torch.where(flip[:, None, None, None], flipped, x)
             y = torch.where(flip[:, None, None], y.flip(-1), y)
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = poly_lr(base, step, cfg.iterations, cfg.poly_power)
