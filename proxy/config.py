@@ -28,7 +28,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-
 FLIPS = ("none", "mirrored-images", "mirror-features")
 
 
