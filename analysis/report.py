@@ -147,12 +147,15 @@ def incumbent_tests(exp: Experiment, budget: int | None) -> dict[str, dict[int, 
     source = {s.name: s.user_attrs.get("source_study") for s in exp.incumbents}
     for r in exp.incumbent_records:
         if r.complete and test_value(r) is not None:
-            retrained[(str(source.get(r.study)), str(r.genome_hash or canonical_hash(r.genome)))].append(r)
+            key = r.genome_hash or canonical_hash(r.genome)
+            if key is not None:
+                retrained[(str(source.get(r.study)), str(key))].append(r)
     out: dict[str, dict[int, dict[str, Any]]] = {}
     for strategy, by_seed in incumbents(exp.records, budget).items():
         for seed, best in by_seed.items():
             key = best.genome_hash or canonical_hash(best.genome)
-            recs = sorted(retrained.get((best.study, str(key)), []), key=lambda r: r.user_attrs.get("eval_seed", 0))
+            recs = [] if key is None else retrained.get((best.study, str(key)), [])
+            recs = sorted(recs, key=lambda r: r.user_attrs.get("eval_seed", 0))
             tests = [test_value(r) for r in recs]
             out.setdefault(strategy, {})[seed] = {
                 "study": best.study, "trial": best.number, "genome": best.genome, "val": best.value,

@@ -79,6 +79,7 @@ def test_rerun_resumes_without_new_evaluations(run, capsys):
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--references", "nope"], "unknown reference cell nope"),
     (["--objective", "bogus"], "unknown objective 'bogus'"),
+    (["--reeval-seeds", "-1"], "--reeval-seeds: expected a non-negative integer, got '-1' (limits 0..1,000)"),
 ])
 def test_bad_input_is_one_line(argv, msg, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
