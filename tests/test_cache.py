@@ -183,7 +183,8 @@ def test_concurrent_builders_do_not_corrupt(tmp_path):
 def test_stale_temp_dirs_are_swept(tmp_path):
     ds = TinyDataset("sweep", n=1)
     root = tmp_path / "features"
-    stale, fresh = root / f".{cache_key(ds)}.tmp-old", root / f".{cache_key(ds)}.tmp-new"
+    key = cache_key(ds, device="cpu")  # the device the build below uses (CUDA would be the default)
+    stale, fresh = root / f".{key}.tmp-old", root / f".{key}.tmp-new"
     for d in (stale, fresh):
         d.mkdir(parents=True)
     os.utime(stale, (0, 0))

@@ -114,7 +114,7 @@ def test_a_search_on_a_voc_folder(tmp_path, cache_dir, capsys):
     from test_folders import make_voc, voc_masks
 
     root = tmp_path / "VOC2012"
-    make_voc(root, voc_masks(), {"train": ["2007_000001", "2007_000002"], "val": ["2007_000002"]})
+    make_voc(root, voc_masks(), {"train": ["2007_000001", "2007_000002"], "val": ["2007_000001", "2007_000002"]})
     rc = main(["--strategy", "random", "--budget", "1", "--config", "test", "--dataset", f"voc:{root}",
                "--cache-dir", cache_dir, "--out-dir", str(tmp_path / "runs"), "-q"])
     out = capsys.readouterr().out
