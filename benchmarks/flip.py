@@ -38,12 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"runs/flip-{args.config}.json")
     rows = json.loads(out.read_text()) if out.exists() else []  # resume: keep what is done
     done = {(r["flip"], r["cell"], r["seed"]) for r in rows}
-    for flip in flips:
-        ev = ProxyEvaluator(get_config(args.config).replace(flip=flip), cache_dir=args.cache_dir)
-        for cell in CELLS:
-            for seed in range(args.seeds):
+    evaluators = {}
+    for seed in range(args.seeds):  # seeds outermost: an interrupted run still compares the flips
+        for flip in flips:
+            for cell in CELLS:
                 if (flip, cell, seed) in done:
                     continue
+                if flip not in evaluators:
+                    evaluators[flip] = ProxyEvaluator(get_config(args.config).replace(flip=flip), cache_dir=args.cache_dir)
+                ev = evaluators[flip]
                 t0 = time.time()
                 r = ev.evaluate(zoo_cell(cell), seed=seed)
                 rows.append({"flip": flip, "cell": cell, "seed": seed, "val": r.miou, "test": r.test_miou,
