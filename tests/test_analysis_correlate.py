@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import optuna
 import pytest
 from analysis_fixtures import make_study
@@ -180,3 +181,17 @@ def test_tied_full_scores_report_no_winner_and_no_precision(source, tmp_path, mo
                            "--precision-k", "2", "--n-resamples", "100", "--no-progress"]) == 0
     g = json.loads((out / "correlation.json").read_text())["groups"]["all"]
     assert g["n"] == 6 and "full_winner_proxy_rank" not in g and g["top_k_precision"] == {}
+
+
+def test_a_cell_queue_runs_on_two_worker_processes(tmp_path):
+    """Queue studies use the search's worker processes (--worker-settings, no strategy)."""
+    from dpc.mutation import sample_genome
+    from strategies.heartbeat import OWNER_KEY
+
+    rng = np.random.default_rng(0)
+    queue = [Cell(sample_genome(rng), {"i": i}) for i in range(6)]
+    study = evaluate_cells(str(tmp_path / "q.journal"), "q", queue, "synthetic:slow,sleep=0.3", workers=2, progress=False)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert len({t.system_attrs[OWNER_KEY]["pid"] for t in trials}) == 2  # both workers took cells
+    assert sorted(t.user_attrs["i"] for t in trials) == list(range(6))
