@@ -28,8 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from .load import (AnalysisError, StudyRecord, TrialRecord, best_complete, canonical_hash, experiment_names, is_search,
-                   load_all, read_storage)
+from .load import (
+    AnalysisError,
+    StudyRecord,
+    TrialRecord,
+    best_complete,
+    canonical_hash,
+    experiment_names,
+    is_search,
+    load_all,
+    read_storage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +321,7 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
               f"Each search's incumbent is the best val {metric} it observed (one training each: an optimistic "
               f"number); " + (f"{n_tested} of {n_studies} incumbents were re-trained with fresh seeds and scored on the "
               f"test split the search never saw (the value to report). " if any_test else
-              f"no incumbent has a test value (the objective has no test split, or `--reeval-seeds 0`). ") +
+              "no incumbent has a test value (the objective has no test split, or `--reeval-seeds 0`). ") +
               f"Reference cells ({ref_text or 'none evaluated'}) were evaluated with the same objective.", ""]
     lines += ["## Best so far (val)", "", _img("best_so_far", "best so far vs evaluations"), "",
               _img("best_so_far_time", "best so far vs wall-clock time"), ""]

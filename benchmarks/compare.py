@@ -122,8 +122,8 @@ def settings_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[str]) -> dict[str, Any]:
     import strategies
-    from strategies.cells import Cell, evaluate_cells
     from dpc.zoo import zoo_cell
+    from strategies.cells import Cell, evaluate_cells
     from strategies.incumbent import FRESH_SEED_BASE, reevaluate_incumbent
     from strategies.objectives import resolve_objective
 

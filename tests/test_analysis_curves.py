@@ -9,8 +9,16 @@ import pytest
 from analysis_fixtures import add_trial, make_study
 from optuna.trial import TrialState
 
-from analysis.curves import (Run, band_by_evaluations, band_by_time, best_so_far, final_values, incumbents, runs_from_records,
-                             step_at)
+from analysis.curves import (
+    Run,
+    band_by_evaluations,
+    band_by_time,
+    best_so_far,
+    final_values,
+    incumbents,
+    runs_from_records,
+    step_at,
+)
 from analysis.load import AnalysisError, best_complete, load_all, load_study, read_storage
 from dpc.genome import Genome
 

@@ -139,7 +139,7 @@ def test_pairwise_tests_run_on_test_values(tested, tmp_path):
     assert aspp["value"] == pytest.approx(0.45) and aspp["test"] == pytest.approx([0.55, 0.57])
     assert aspp["test_mean"] == pytest.approx(0.56)
     assert "| strategy | seeds | val mean ± std | val median [IQR] | val best | test mean ± std | re-trained |" in page
-    assert f"| random | 4 | {data['summary']['random']['mean']:.4f} ± " in page 
+    assert f"| random | 4 | {data['summary']['random']['mean']:.4f} ± " in page
     assert f"| 0.6160 ± {np.std([0.601, 0.611, 0.621, 0.631], ddof=1):.4f} | 4/4 | 3 | 0.0010 |" in page
     assert "| aspp | 0.4500 | 0.5600 ± 0.0141 | 2 |" in page
     assert "Values tested: the incumbents' **test value** (one value per search seed" in page

@@ -7,7 +7,8 @@ from proxy.config import PROXY_CONFIGS, get_config
 from proxy.errors import NaNLossError
 from proxy.train import SegmentationHead, Split, poly_lr, train_and_evaluate
 
-CFG = PROXY_CONFIGS["test"].replace(iterations=30, channels=8, concat_channels=8, lr=0.1, loss_stride=1)
+# synthetic features, no images to mirror: no flip (the mirrored-images flip needs Split.mirrored)
+CFG = PROXY_CONFIGS["test"].replace(iterations=30, channels=8, concat_channels=8, lr=0.1, loss_stride=1, flip="none")
 
 
 def toy_split(n, seed, noise=0.5):
@@ -88,3 +89,10 @@ def test_config_validation_and_hash():
         get_config("gpu")
     with pytest.raises(ValueError, match="output_stride"):
         get_config("cpu").replace(output_stride=12)
+
+
+def test_the_mirrored_images_flip_without_mirrored_features_is_an_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="needs the cached features of the mirrored images"):
+        run(CFG.replace(flip="mirrored-images"))
