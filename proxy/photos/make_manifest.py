@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from proxy.assets import decode_photo, pixels_sha256  # one decoding and digest for builds and the manifest
+
 HERE = Path(__file__).resolve().parent
 SHORT_SIDE = 512
 QUALITY = 90
@@ -111,17 +113,8 @@ PHOTOS: list[tuple[str, str, tuple[str, str], str, str, str]] = [
 ]
 
 
-def pixels_sha256(arr: np.ndarray) -> str:
-    h = hashlib.sha256(json.dumps(list(arr.shape)).encode())
-    h.update(np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
-    return h.hexdigest()
-
-
 def decode(path: Path) -> np.ndarray:
-    """The decoding every build uses (``proxy.assets.decode_photo`` must stay identical)."""
-    with Image.open(path) as im:
-        im = im.convert("L") if im.mode in ("L", "I", "I;16", "1") else im.convert("RGB")
-        return np.asarray(im, dtype=np.uint8)
+    return decode_photo(path)  # the decoding every build uses (one definition)
 
 
 def package_dir(name: str) -> Path:
