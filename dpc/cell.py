@@ -9,9 +9,9 @@ ceil(size / grid) <= size, so no op can fail on a small map.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .genome import FEATURES, Genome
 from .ops import Op, pooling_kernel
 
@@ -31,7 +31,8 @@ class SeparableConv(nn.Sequential):
     """Depthwise 3x3 atrous (BN, ReLU) then pointwise 1x1 (BN, ReLU): utils.split_separable_conv2d."""
 
     def __init__(self, cin: int, cout: int, rate: tuple[int, int]):
-        super().__init__(conv_bn_relu(cin, cin, 3, rate, groups=cin), conv_bn_relu(cin, cout, 1))
+        depthwise = nn.Sequential(kernels.DepthwiseConv3x3(cin, rate), nn.BatchNorm2d(cin, eps=BN_EPS), nn.ReLU(inplace=True))
+        super().__init__(depthwise, conv_bn_relu(cin, cout, 1))
 
 
 class PyramidPooling(nn.Module):
@@ -45,8 +46,8 @@ class PyramidPooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         kernel = (pooling_kernel(h, self.grid[0]), pooling_kernel(w, self.grid[1]))
-        y = self.conv(F.avg_pool2d(x, kernel, stride=1))
-        return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=True)
+        y = self.conv(kernels.avg_pool_valid(x, kernel))
+        return kernels.resize_bilinear(y, (h, w))
 
 
 # the module builders of the built-in op families (named in dpc.ops's table)
@@ -90,7 +91,7 @@ class DensePredictionCell(nn.Module):
             build_op(br.op, in_channels if br.input == FEATURES else channels, channels, rate_multiplier)
             for br in genome.branches
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = kernels.Dropout(dropout)
         self.project = conv_bn_relu(channels * len(genome), concat_channels, 1)
         self.out_channels = concat_channels
         for m in self.modules():

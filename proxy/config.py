@@ -62,6 +62,9 @@ class EvalConfig:
     eval_every: int = 0  # intermediate mIOU for the callback every N steps (0: only at the end)
     seed: int = 0
     amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
+    # "fast": dpc.kernels' CPU formulations of pooling, resizing, depthwise backward, dropout and
+    # argmax (equal to the nn ops up to float rounding); "reference": the nn ops, for checking.
+    kernels: str = "fast"
     default_budget: int = 16  # evaluations a default search runs with this config
 
     def __post_init__(self) -> None:
@@ -73,6 +76,8 @@ class EvalConfig:
             raise ValueError(f"config {self.name!r}: output_stride must be 8, 16 or 32, got {self.output_stride}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"config {self.name!r}: optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.kernels not in ("fast", "reference"):
+            raise ValueError(f"config {self.name!r}: kernels must be 'fast' or 'reference', got {self.kernels!r}")
         if self.flip not in FLIPS:
             raise ValueError(f"config {self.name!r}: flip must be one of {', '.join(FLIPS)}, got {self.flip!r}")
         if not 0 <= self.dropout < 1 or self.lr <= 0:

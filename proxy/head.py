@@ -24,6 +24,7 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
+from dpc import kernels
 from dpc.cell import DensePredictionCell
 from dpc.cost import cell_cost
 from dpc.genome import Genome
@@ -103,7 +104,9 @@ def measure_module(
     was_training = module.training
     counter = FlopCounterMode(display=False)
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), counter:
+        # the nn formulation (dpc.kernels' reference): the fast one does pooling as matmuls
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), counter, \
+                kernels.using("reference"):
             out = module.eval()(torch.zeros(shape, device=device))
     finally:
         module.train(was_training)

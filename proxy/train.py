@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpc import kernels
 from dpc.genome import Genome
 
 from .config import EvalConfig
@@ -78,7 +79,7 @@ def poly_lr(base: float, step: int, total: int, power: float) -> float:
 
 def _upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # align_corners: DeepLab's crops are 16k+1 pixels, so corner pixels map to corner features
-    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=True)
+    return kernels.resize_bilinear(logits.float(), size)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -97,7 +98,7 @@ def evaluate_miou(model: nn.Module, split: Split, num_classes: int, cfg: EvalCon
         labels = split.labels[start : start + batch_size, ::s, ::s]
         with _autocast(device, cfg.amp):
             logits = model(split.prepare(split.inputs[start : start + batch_size]))
-        pred = _upsample(logits, labels.shape[-2:]).argmax(1)
+        pred = kernels.argmax_channels(_upsample(logits, labels.shape[-2:]))
         cm += confusion_matrix(pred, labels, num_classes)
     iou = iou_per_class(cm)
     return mean_iou(cm), [float(v) for v in iou]
@@ -116,7 +117,13 @@ def train_and_evaluate(
 ) -> TrainOutcome:
     """``cfg.optimizer`` (Adam, or the paper's SGD + momentum) with poly decay for ``cfg.iterations``
     steps; NaN loss raises NaNLossError. ``callback`` sees val mIOU only; the test split (if
-    given) is scored once, after training, and never reaches the callback."""
+    given) is scored once, after training, and never reaches the callback. ``cfg.kernels`` picks
+    the fast CPU kernels or the ``nn`` reference (``dpc.kernels``)."""
+    with kernels.using(cfg.kernels):
+        return _train_and_evaluate(model, param_groups, train, val, num_classes, cfg, seed, callback, test)
+
+
+def _train_and_evaluate(model, param_groups, train, val, num_classes, cfg, seed, callback, test) -> TrainOutcome:
     device = train.labels.device
     rng = np.random.default_rng(seed)
     if cfg.optimizer == "adam":
