@@ -15,13 +15,18 @@ IGNORE_INDEX = 255
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Rows = truth, columns = prediction; int64 on the inputs' device."""
-    valid = target != ignore_index
-    t = target[valid].long()
-    p = pred[valid].long()
-    if t.numel() and (int(t.max()) >= num_classes or int(t.min()) < 0):
-        raise ValueError(f"label {int(t.max())} outside 0..{num_classes - 1} (and not the ignore label {ignore_index})")
-    return torch.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    """Rows = truth, columns = prediction; int64 on the inputs' device. Ignored pixels go to one
+    extra bin that is dropped (boolean indexing cost more than the rest of the evaluation pass)."""
+    t = target.reshape(-1).long()
+    p = pred.reshape(-1).long()
+    ignored = t == ignore_index
+    lo, hi = int(t.min()) if t.numel() else 0, int(torch.where(ignored, 0, t).max()) if t.numel() else 0
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"label {bad} outside 0..{num_classes - 1} (and not the ignore label {ignore_index})")
+    index = torch.where(ignored, num_classes * num_classes, t * num_classes + p)
+    counts = torch.bincount(index, minlength=num_classes * num_classes + 1)
+    return counts[: num_classes * num_classes].reshape(num_classes, num_classes)
 
 
 def iou_per_class(confusion: np.ndarray | torch.Tensor) -> np.ndarray:
