@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Every GPU measurement in the README in one go (at most 9.5 minutes; the step limits add up to that):
+# Every GPU measurement in the README in one go (at most 9.5 minutes; the step limits add up to 520 s):
 #   OUT=runs/gpu bash benchmarks/gpu_session.sh
-# 1. the default scenes and the Lite0 feature cache (and one evaluation);
-# 2. benchmarks.compare on the cpu proxy (4 strategies x 2 seeds x 12 evaluations);
-# 3. analysis.correlate: the top 4 and 4 random cells of that comparison on the full task;
-# 4. benchmarks.gpu_proxy: the zoo at the cpu config, then at the paper config (candidates/hour).
-# Each step has a time limit so that the later ones still run; every step is resumable.
+# Dry run on a CPU (no GPU needed; the CUDA-only step exits with its one-line "needs a GPU" message):
+#   CONFIG=test OUT=/tmp/gpu-dry bash benchmarks/gpu_session.sh
+# 1. benchmarks.gpu_pack (first, whenever a GPU is lent: the throughput measurement): 24 random
+#    cells of the cpu proxy, packed (auto workers, processes sharing the GPU) vs serial, in the
+#    same run; writes $OUT/gpu_pack-$CONFIG.json (it also builds the scenes and feature cache);
+# 2. benchmarks.gpu_proxy at the paper config: seconds per paper-scale candidate (scaled to 30k steps);
+# 3. one evaluation of the weak cell (proxy.evaluate, the README's example output);
+# 4. benchmarks.compare on the cpu proxy (4 strategies x 2 seeds x 12 evaluations);
+# 5. analysis.correlate: the top 4 and 4 random cells of that comparison on the full task.
+# Each step has a time limit so that the later ones still run; every step is resumable, and
+# gpu_pack rewrites its JSON after each pass (a cut run keeps the cells that finished).
 set -u
 OUT=${OUT:-runs/gpu}
 CONFIG=${CONFIG:-cpu}    # CONFIG=test: a quick dry run of the commands on the CPU
 PY=${PYTHON:-python3}
+if [ "$CONFIG" = test ]; then  # the dry run packs 2 CPU workers, whatever the machine has
+    PACK_ARGS=(--device cpu --cells 4 --workers 2)
+else
+    PACK_ARGS=(--device cuda --cells "${PACK_CELLS:-24}" --workers "${PACK_WORKERS:-auto}")
+fi
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
 step() {  # step NAME SECONDS COMMAND...: log to $OUT/NAME.log, keep going on failure
@@ -19,18 +30,18 @@ step() {  # step NAME SECONDS COMMAND...: log to $OUT/NAME.log, keep going on fa
     local start=$SECONDS
     timeout --signal=INT --kill-after=20 "$limit" "$@" >"$OUT/$name.log" 2>&1
     echo "== $name: exit $? after $((SECONDS - start)) s"
-    grep -v '^\s*$' "$OUT/$name.log" | tr '\r' '\n' | grep -v '%|' | tail -n 40
+    grep -v '^\s*$' "$OUT/$name.log" | tr '\r' '\n' | grep -v '%|' | tail -n 45
 }
 nvidia-smi -L
-"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-step prepare 90 "$PY" -m proxy.evaluate weak --config "$CONFIG"  # scenes, feature cache, one evaluation
-step compare 190 "$PY" -m benchmarks.compare --objective proxy --config "$CONFIG" --seeds 2 --budget 12 \
+"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
+step gpu_pack 230 "$PY" -m benchmarks.gpu_pack --config "$CONFIG" "${PACK_ARGS[@]}" --out "$OUT"
+step gpu_proxy_paper 100 "$PY" -m benchmarks.gpu_proxy --config paper --cells 0
+step prepare 25 "$PY" -m proxy.evaluate weak --config "$CONFIG"  # the cache is built: one evaluation
+step compare 95 "$PY" -m benchmarks.compare --objective proxy --config "$CONFIG" --seeds 2 --budget 12 \
     --population 4 --tournament 2 --tpe-startup 4 --top-k 3 --workers 4 -q \
     --storage "$OUT/compare.journal" --out "$OUT/compare"
-step correlate 150 "$PY" -m analysis.correlate --storage "$OUT/compare.journal" --experiment "compare-proxy-$CONFIG" \
+step correlate 70 "$PY" -m analysis.correlate --storage "$OUT/compare.journal" --experiment "compare-proxy-$CONFIG" \
     --top 4 --random 4 --objective full --config "$CONFIG" --workers 4 --no-progress --out "$OUT/correlation"
-step gpu_proxy_cpu 45 "$PY" -m benchmarks.gpu_proxy --config "$CONFIG" --cells 0 --seeds 2
-step gpu_proxy_paper 100 "$PY" -m benchmarks.gpu_proxy --config paper --cells 0
 tar czf "$OUT/figures.tgz" -C "$OUT" compare correlation 2>/dev/null
 rm -rf "$OUT/compare" "$OUT/correlation" "$OUT"/*.dpc-lock
 ls -la "$OUT"

@@ -102,6 +102,14 @@ positive_int = int_in(1, MAX_COUNT, "a positive integer")
 nonneg_int = int_in(0, MAX_COUNT, "a non-negative integer")
 seed_int = int_in(0, MAX_SEED, "a non-negative integer", "2^64-1")
 workers_int = int_in(1, MAX_WORKERS, "a positive integer")
+_workers_count = int_in(1, MAX_WORKERS, "a positive integer or auto")
+
+
+def workers_or_auto(text: str) -> int | None:
+    """--workers: a count, or ``auto`` (None: ``strategies.workers.auto_workers`` decides)."""
+    return None if text.strip().lower() == "auto" else _workers_count(text)
+
+
 worker_index = int_in(0, MAX_WORKERS - 1, "a non-negative integer")
 retry_int = int_in(0, MAX_RETRY, "a non-negative integer")
 branches_int = int_in(1, MAX_BRANCHES, "a positive integer")
@@ -173,7 +181,11 @@ def build_parser() -> OneLineParser:
     p.add_argument("--study", help="study name (default {experiment}-{strategy}-seed{seed})")
     p.add_argument("--storage", help="journal file path or Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default runs/{experiment}.journal)")
-    p.add_argument("--workers", type=workers_int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--workers", type=workers_or_auto, default=None,
+                   help="worker processes on this machine, or auto (the default): 1 on the CPU; with CUDA and "
+                   "the proxy/full objective, as many as fit in 80%% of the free GPU memory (an estimate per "
+                   "config, strategies.workers.WORKER_GPU_BYTES), at most one per CPU core and one per trial "
+                   "of the budget; the choice is printed")
     p.add_argument("--dedupe", action="store_true", help="reuse the value of an already evaluated equivalent cell")
     p.add_argument("--branches", type=branches_int, default=5, help="branches per cell (default 5, the paper's)")
     p.add_argument("--eval-seed", type=seed_int, help="training seed for every evaluation (default: the config's)")
@@ -395,6 +407,16 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
                                           cache_dir=args.cache_dir, threads=args.threads, dataset=args.dataset)
         except ObjectiveError as e:
             parser.exit(2, f"{PROG}: error: {e}\n")
+        if args.workers is None:  # auto: 1 on the CPU (quietly, as before); on CUDA from free GPU memory
+            from .workers import auto_workers_reason, gpu_count
+
+            n, why = auto_workers_reason(objective.spec, objective.config)
+            cap = args.budget or objective.default_budget
+            if n > cap:
+                n, why = cap, f"{why}; {cap} for a budget of {cap}"
+            if gpu_count(objective.spec):
+                print(why, flush=True)
+            args.workers = n
         experiment = args.experiment or objective.name
         storage = args.storage or str(Path(args.out_dir) / f"{experiment}.journal")
         try:

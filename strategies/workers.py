@@ -6,6 +6,10 @@ costs only its running trial), pins itself to GPU ``index % n_gpus`` when CUDA h
 devices, and on the CPU runs ``cores // N`` torch threads (two single-thread workers gave
 ~1.4x the throughput of one two-thread process on 2 cores). The parent only watches the
 study to draw the progress bar.
+
+Without ``--workers`` the CLI asks ``auto_workers``: 1 on the CPU (as before); on CUDA as many
+processes as the GPUs' free memory holds (each loads its own float16 copy of the features),
+at most one per CPU core (each process drives its kernels from one core).
 """
 from __future__ import annotations
 
@@ -44,6 +48,62 @@ def worker_env(index: int, n_gpus: int) -> dict[str, str]:
         ids = visible.split(",") if visible else [str(i) for i in range(n_gpus)]
         env["CUDA_VISIBLE_DEVICES"] = ids[index % len(ids)]
     return env
+
+
+# GPU memory one worker process of a proxy/full evaluation needs, by (objective, config): an
+# estimate, not a measurement. Proxy: its float16 feature cache held on the GPU (the `cpu` and
+# `paper` configs share the Lite0 cache of the default scenes: 2.0 GB on disk, features and
+# labels of the three splits) + the CUDA context (~0.5 GB) + a working allowance for the
+# training step (`paper`: 256 channels and the loss at full label resolution, hence more).
+# Full task: the backbone trained end to end on image crops (Lite2), activations dominate.
+# benchmarks.gpu_pack measures the real per-worker use on a GPU (peak of the packed pass).
+GIB = 1024**3
+WORKER_GPU_BYTES: dict[tuple[str, str], int] = {
+    ("proxy", "test"): 1 * GIB,
+    ("proxy", "cpu"): 3 * GIB,
+    ("proxy", "paper"): 6 * GIB,
+    ("full", "test"): 2 * GIB,
+    ("full", "cpu"): 12 * GIB,
+    ("full", "paper"): 40 * GIB,
+}
+DEFAULT_WORKER_GPU_BYTES = 6 * GIB  # another config: the proxy's largest
+GPU_MEMORY_FRACTION = 0.8  # of the free memory; the rest: the parent's own copy, fragmentation
+
+
+def worker_gpu_bytes(objective_spec: str, config: str | None) -> int:
+    """Estimated GPU memory of one worker process (``WORKER_GPU_BYTES``)."""
+    return WORKER_GPU_BYTES.get((objective_spec, config or "cpu"), DEFAULT_WORKER_GPU_BYTES)
+
+
+def auto_workers_reason(objective_spec: str, config: str | None) -> tuple[int, str]:
+    """``(N, why)``: what ``--workers`` means when not given (see ``auto_workers``)."""
+    n_gpus = gpu_count(objective_spec)
+    if n_gpus == 0:
+        why = "no CUDA device" if objective_spec in ("proxy", "full") else f"objective {objective_spec} runs on the CPU"
+        return 1, f"workers: 1 (auto: {why}; --workers N runs N processes)"
+    import torch
+
+    cores = os.cpu_count() or 1
+    per = worker_gpu_bytes(objective_spec, config)
+    free = min(torch.cuda.mem_get_info(i)[0] for i in range(n_gpus))
+    fit = int(free * GPU_MEMORY_FRACTION // per)
+    n = max(1, min(cores, n_gpus * fit))
+    gpus = f"{n_gpus} GPUs x " if n_gpus > 1 else ""
+    limit = "CPU cores" if cores < n_gpus * fit else "GPU memory"
+    return n, (f"workers: {n} (auto, bound by {limit}: {gpus}{free / GIB:.1f} GiB free x {GPU_MEMORY_FRACTION:g} / "
+               f"{per / GIB:.1f} GiB per {objective_spec}-{config or 'cpu'} worker = {n_gpus * fit}; {cores} CPU cores)")
+
+
+def auto_workers(objective_spec: str, config: str | None, report: Callable[[str], None] | None = None) -> int:
+    """Worker processes for ``--workers`` not given. On the CPU, or for an objective that is not
+    proxy/full: 1 (today's behaviour). On CUDA: ``max(1, min(cpu cores, n_gpus * floor(free GPU
+    memory * 0.8 / per-worker bytes)))``, the free memory that of the fullest GPU and the
+    per-worker bytes ``worker_gpu_bytes`` (e.g. 3 GiB for the `cpu` proxy, 6 GiB for `paper`).
+    ``report`` gets the one-line reason."""
+    n, why = auto_workers_reason(objective_spec, config)
+    if report is not None:
+        report(why)
+    return n
 
 
 def threads_per_worker(workers: int) -> int:
