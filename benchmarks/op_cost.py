@@ -25,6 +25,7 @@ The last line is ``worst op / 1x1 conv`` (the slowest fast op at the cpu shape o
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -124,6 +125,12 @@ def under(mode: str, fn: Callable[[], object]) -> Callable[[], object]:
         with kernels.using(mode):
             return fn()
     return run
+
+
+def load_note() -> str:
+    """The load when the run started: with another busy process on one of 2 cores, a 2-thread
+    torch stalls at every parallel region (steps 3-50x slower) and the tables mean little."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def measure_machine(repeats: int, copy_mb: int = 64) -> tuple[Machine, float]:
@@ -301,7 +308,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} repeats")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} repeats, {load_note()}")
 
     machine, copy_gbps = measure_machine(repeats)
     print(f"GEMM 1024x1024 fp32: {machine.gflops:.1f} GFLOP/s; copy bandwidth (clone of 64 MB, read + written): "

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.op_cost import MODES, make_train_step, paired_ms, under
+from benchmarks.op_cost import MODES, load_note, make_train_step, paired_ms, under
 from dpc import kernels
 from dpc.genome import Genome
 from dpc.mutation import sample_genome
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, {load_note()}")
 
     if args.quick or not args.skip_cells_per_hour:
         cells_per_hour_table(args.cells or (4 if args.quick else 12), args.steps or (10 if args.quick else 30))
