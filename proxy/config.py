@@ -66,6 +66,7 @@ class EvalConfig:
     # argmax (equal to the nn ops up to float rounding); "reference": the nn ops, for checking.
     kernels: str = "fast"
     default_budget: int = 16  # evaluations a default search runs with this config
+    default_reeval_seeds: int = 3  # fresh-seed re-trainings of a default search's best cell (strategies.run)
 
     def __post_init__(self) -> None:
         positive = ("output_stride", "channels", "concat_channels", "iterations", "batch_size", "loss_stride", "eval_stride")
@@ -98,7 +99,7 @@ class EvalConfig:
     def hash(self, device_type: str | None = None) -> str:
         """Every field but the name and budget; with ``device_type``, also the device type and the
         precision it implies, so CPU fp32 and GPU bf16 results never share a hash."""
-        body = {k: v for k, v in self.to_dict().items() if k not in ("name", "default_budget")}
+        body = {k: v for k, v in self.to_dict().items() if k not in ("name", "default_budget", "default_reeval_seeds")}
         if device_type is not None:
             body["device_type"] = device_type
             body["precision"] = self.precision(device_type)
@@ -112,7 +113,7 @@ PROXY_CONFIGS: dict[str, EvalConfig] = {
     "test": EvalConfig("test", scenes="test", channels=16, concat_channels=16, iterations=20, batch_size=4,
                        optimizer="adam", lr=0.01, loss_stride=2, default_budget=6),
     "cpu": EvalConfig("cpu", channels=64, concat_channels=64, iterations=600, optimizer="adam", lr=0.01,
-                      eval_stride=2, default_budget=10),
+                      eval_stride=2, default_budget=3, default_reeval_seeds=2),
     "paper": EvalConfig("paper", channels=256, concat_channels=256, iterations=3000, lr=0.01, loss_stride=1,
                         eval_every=500, default_budget=200),
 }

@@ -107,6 +107,7 @@ class Objective:
     prepare_fn: Callable[[], Any] | None = None
     takes_callback: bool = False  # fn(genome, callback=(step, value)) for intermediate values
     default_budget: int = 100  # evaluations when --budget is not given
+    default_reeval_seeds: int = 3  # strategies.run's re-trainings of the best cell when --reeval-seeds is not given
     takes_seed: bool = False  # fn(genome, seed=...) trains with that seed (re-training with fresh seeds)
     has_test: bool = False  # results carry test_miou (a held-out split): incumbents are re-scored on it
 
@@ -201,6 +202,7 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         fn, kind, f"{kind}-{name}{data}", config=name, metric="mIOU", prepare_fn=evaluator.prepare, takes_callback=True,
         takes_seed=True, has_test=True,
         default_budget=int(getattr(cfg, "default_budget", 16)),
+        default_reeval_seeds=int(getattr(cfg, "default_reeval_seeds", 3)),
     )
 
 

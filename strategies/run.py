@@ -171,7 +171,7 @@ def build_parser() -> OneLineParser:
     )
     p.add_argument("--strategy", choices=list(STRATEGIES), help="search strategy (required)")
     p.add_argument("--budget", type=positive_int, help="trials to run in the study, failed evaluations included "
-                   "(default: the proxy config's default_budget, 16 for cpu; 100 for other objectives)")
+                   "(default: the proxy config's default_budget, 3 for cpu; 100 for other objectives)")
     p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
     p.add_argument("--objective", default="proxy", help="proxy | full | synthetic[:NAME,key=value,...] | module:callable (default proxy)")
     p.add_argument("--config", help="evaluator config: test | cpu | paper (default cpu, on GPUs too)")
@@ -191,9 +191,10 @@ def build_parser() -> OneLineParser:
     p.add_argument("--eval-seed", type=seed_int, help="training seed for every evaluation (default: the config's)")
     p.add_argument("--cache-dir", help="dataset/feature cache directory of the evaluator")
     p.add_argument("--out-dir", default="runs", help="where the default journal and best_cell.json go (default runs)")
-    p.add_argument("--reeval-seeds", type=int_in(0, 1000, "a non-negative integer"), default=DEFAULT_REEVAL_SEEDS,
+    p.add_argument("--reeval-seeds", type=int_in(0, 1000, "a non-negative integer"), default=None,
                    help="at the end, re-train the best cell with this many fresh seeds and score it on the test split "
-                   f"(proxy/full objectives; 0: skip; default {DEFAULT_REEVAL_SEEDS})")
+                   f"(proxy/full objectives; 0: skip; default: the config's default_reeval_seeds, 2 for cpu, else "
+                   f"{DEFAULT_REEVAL_SEEDS})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s = p.add_argument_group("strategy settings (declared on each strategy; defaults scale with the budget)")
     add_strategy_flags(s)
@@ -474,12 +475,13 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
     if worker:
         return 0
     incumbent = None
-    if objective.has_test and args.reeval_seeds and result.status.best_trial is not None:
-        print(f"re-training the best cell with {args.reeval_seeds} fresh seeds, scored on the test split...", flush=True)
+    reeval = objective.default_reeval_seeds if args.reeval_seeds is None else args.reeval_seeds
+    if objective.has_test and reeval and result.status.best_trial is not None:
+        print(f"re-training the best cell with {reeval} fresh seeds, scored on the test split...", flush=True)
         try:
             from .incumbent import reevaluate_incumbent
 
-            incumbent = reevaluate_incumbent(result.study, result.settings, objective, args.reeval_seeds, progress=show)
+            incumbent = reevaluate_incumbent(result.study, result.settings, objective, reeval, progress=show)
         except KeyboardInterrupt:
             print("interrupted; re-run the same command to finish the re-training", file=sys.stderr)
             return 130

@@ -78,7 +78,17 @@ def test_poly_lr():
 
 def test_config_validation_and_hash():
     assert get_config("cpu").hash() != get_config("cpu").replace(channels=32).hash()
-    assert get_config("cpu").hash() == get_config("cpu").replace(default_budget=3).hash()
+    assert get_config("cpu").hash() == get_config("cpu").replace(default_budget=7, default_reeval_seeds=5).hash()
+
+
+def test_quick_start_defaults_come_from_the_config():
+    """The quick start (random search on cpu) runs 3 evaluations and re-trains the best with 2 seeds:
+    about 10 minutes on 2 cores (README); other configs keep K = 3."""
+    from strategies.objectives import resolve_objective
+
+    cpu = resolve_objective("proxy", config="cpu")
+    assert (cpu.default_budget, cpu.default_reeval_seeds) == (3, 2)
+    assert resolve_objective("proxy", config="paper").default_reeval_seeds == 3
     # device type and precision are in the hash of a result: CPU fp32 and GPU bf16 never share one
     cfg = get_config("cpu")
     assert cfg.precision("cpu") == "fp32" and cfg.precision("cuda") == "bf16-autocast"
