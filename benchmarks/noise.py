@@ -117,6 +117,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON output (default runs/noise-{config}.json)")
     p.add_argument("--cache-dir", default=None, help="dataset and feature cache")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report-only", action="store_true",
+                   help="evaluate nothing: the table of what the study holds so far (missing cells as NaN)")
     return p
 
 
@@ -142,9 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     name = f"noise-{obj.config or obj.name}-{args.cells}x{args.seeds}-cellseed{args.cell_seed}"
     print(f"{len(chosen)} cells x {args.seeds} seeds = {len(queue)} evaluations of {obj.spec}"
           f"{f' (config {obj.config})' if obj.config else ''} in study {name} of {storage}", flush=True)
-    study = evaluate_cells(storage, name, queue, args.objective if args.workers > 1 else obj, config=obj.config,
-                           workers=args.workers, progress=not args.quiet, cache_dir=args.cache_dir,
-                           study_attrs={"kind": "noise", "command": "python -m benchmarks.noise " + shlex.join(argv)})
+    if args.report_only:
+        import optuna
+
+        from strategies.storage import StorageError, open_storage
+
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(storage, must_exist=True).storage)
+        except (StorageError, KeyError) as e:
+            p.error(f"--report-only: no study {name} in {storage}: {e}")
+    else:
+        study = evaluate_cells(storage, name, queue, args.objective if args.workers > 1 else obj, config=obj.config,
+                               workers=args.workers, progress=not args.quiet, cache_dir=args.cache_dir,
+                               study_attrs={"kind": "noise", "command": "python -m benchmarks.noise " + shlex.join(argv)})
     from optuna.trial import TrialState
 
     index = {name: i for i, (name, _) in enumerate(chosen)}

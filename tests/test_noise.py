@@ -56,3 +56,15 @@ def test_cli_resumes_and_measures_val_noisier_than_test(tmp_path, monkeypatch, c
 
     st = open_storage(tmp_path / "n.journal").storage
     assert len(optuna.load_study(study_name=optuna.get_all_study_names(st)[0], storage=st).trials) == 36
+
+
+def test_report_only_tables_a_partial_study_without_evaluating(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    base = ["--objective", "test_noise:noisy", "--seeds", "2", "--storage", str(tmp_path / "n.journal"), "-q"]
+    assert noise.main(base + ["--cells", "4", "--out", str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    assert noise.main(base + ["--cells", "4", "--report-only", "--out", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["val"]["mean"] == json.loads((tmp_path / "a.json").read_text())["val"]["mean"]
+    with pytest.raises(SystemExit):
+        noise.main(base + ["--cells", "5", "--report-only", "--out", str(tmp_path / "c.json")])
+    assert "no study" in capsys.readouterr().err and not (tmp_path / "c.json").exists()  # 5 cells: another study
