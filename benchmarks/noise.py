@@ -19,6 +19,7 @@ import shlex
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ def summarize(names: list[str], values: dict[str, np.ndarray]) -> dict[str, Any]
     """values: split -> (cells x seeds) array (NaN where an evaluation is missing)."""
     out: dict[str, Any] = {"cells": names}
     for split, table in values.items():
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # cells with fewer than two seeds yet: NaN
             stds = np.nanstd(table, axis=1, ddof=1) if table.shape[1] > 1 else np.full(len(names), math.nan)
             means = np.nanmean(table, axis=1)
         out[split] = {"mean": means.tolist(), "std": stds.tolist(),
@@ -177,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"warning: {missing} evaluations failed or are missing; rerun to retry them", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"provenance": provenance(argv, obj, attrs), "seeds": args.seeds,
+    prov = provenance(argv, obj, attrs)
+    prov["collected_by"] = study.user_attrs.get("command")  # the command that ran the evaluations
+    prov["missing_evaluations"] = missing
+    out.write_text(json.dumps({"provenance": prov, "seeds": args.seeds,
                                "genomes": {n: str(g) for n, g in chosen}, **summary}, indent=1, default=float) + "\n")
     print(f"written {out}")
     return 0 if not missing else 1
