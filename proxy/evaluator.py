@@ -76,6 +76,13 @@ class _Evaluator:
             self._test = splits[2] if len(splits) > 2 else None
         return self
 
+    def build_caches(self) -> "_Evaluator":
+        """Build (or check) on disk what ``prepare`` loads, without loading it onto the device: the
+        parent of several worker processes calls this, so only the workers hold the data (on a
+        GPU, one copy per worker instead of one more in the parent)."""
+        self._load_datasets()
+        return self
+
     def _load_splits(self) -> list[Split]:  # pragma: no cover - abstract
         """train, val and (when the dataset has one) test."""
         raise NotImplementedError
@@ -138,15 +145,25 @@ class _Evaluator:
 class ProxyEvaluator(_Evaluator):
     """The paper's proxy task: cached features, a single cell trained briefly, mIOU."""
 
-    def _load_splits(self) -> list[Split]:
+    def _cached(self, ds):
         from .cache import load_or_build
 
         cfg = self.config
+        return load_or_build(ds, backbone_name=cfg.backbone, output_stride=cfg.output_stride,
+                             cache_dir=self.cache_dir, device=self.device)
 
-        def cached(ds):
-            return load_or_build(ds, backbone_name=cfg.backbone, output_stride=cfg.output_stride,
-                                 cache_dir=self.cache_dir, device=self.device)
+    def build_caches(self) -> "ProxyEvaluator":
+        for i, ds in enumerate(self._load_datasets()):
+            self._cached(ds)
+            if i == 0 and self.config.flip == "mirrored-images":
+                from .mirror import MirroredDataset
 
+                self._cached(MirroredDataset(ds))
+        return self
+
+    def _load_splits(self) -> list[Split]:
+        cfg = self.config
+        cached = self._cached
         splits = []
         for i, ds in enumerate(self._load_datasets()):
             c = cached(ds)

@@ -110,10 +110,11 @@ def search(
     study = optuna.load_study(study_name=name, storage=handle.storage, sampler=sampler)
     if on_start is not None:
         on_start(study, handle, resumed, params)
-    obj.prepare()  # dataset and feature cache once, before any worker forks
     if s.workers == 1:
+        obj.prepare()
         run_worker(study, handle, obj, s, s.budget, on_progress)
     else:
+        obj.build()  # dataset and feature cache once, before any worker starts; the data stays with the workers
         worker = s.replace(study=name, workers=1, threads=s.threads or _workers.threads_per_worker(s.workers))
         _workers.launch(worker, s.workers, _workers.gpu_count(obj.spec), lambda: budget_status(study), on_progress,
                         poll=min(s.poll, 1.0))

@@ -139,10 +139,11 @@ def evaluate_cells(
         bar.refresh()
 
     try:
-        obj.prepare()  # dataset and feature cache once, before any worker starts
         if workers <= 1:
+            obj.prepare()
             run_worker(study, handle, obj, settings, None, on_progress)
         else:
+            obj.build()  # dataset and feature cache once, before any worker starts; the data stays with the workers
             threads = _workers.threads_per_worker(workers)
             _workers.launch(settings.replace(workers=1, threads=threads), workers, _workers.gpu_count(obj.spec),
                             lambda: budget_status(study), on_progress)

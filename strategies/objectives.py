@@ -111,9 +111,19 @@ class Objective:
     takes_seed: bool = False  # fn(genome, seed=...) trains with that seed (re-training with fresh seeds)
     has_test: bool = False  # results carry test_miou (a held-out split): incumbents are re-scored on it
 
+    build_fn: Callable[[], Any] | None = None  # build the caches on disk only (the parent of several workers)
+
     def prepare(self) -> None:
         if self.prepare_fn is not None:
             self.prepare_fn()
+
+    def build(self) -> None:
+        """What a parent of worker processes runs before starting them: the caches on disk, built
+        once, without the data in this process's (GPU) memory; ``prepare`` where no builder is set."""
+        if self.build_fn is not None:
+            self.build_fn()
+        else:
+            self.prepare()
 
     def evaluate(self, genome: Genome, callback: Callable[[int, float], None] | None = None,
                  seed: int | None = None) -> Outcome:
@@ -199,7 +209,8 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
 
     data = "" if dataset is None or dataset.startswith("scenes") else "-" + dataset.partition(":")[0]
     return Objective(
-        fn, kind, f"{kind}-{name}{data}", config=name, metric="mIOU", prepare_fn=evaluator.prepare, takes_callback=True,
+        fn, kind, f"{kind}-{name}{data}", config=name, metric="mIOU", prepare_fn=evaluator.prepare,
+        build_fn=evaluator.build_caches, takes_callback=True,
         takes_seed=True, has_test=True,
         default_budget=int(getattr(cfg, "default_budget", 16)),
         default_reeval_seeds=int(getattr(cfg, "default_reeval_seeds", 3)),

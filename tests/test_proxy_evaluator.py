@@ -103,3 +103,22 @@ def test_cli_prints_result_table():
     assert bad.returncode == 2 and "unknown operation" in bad.stderr and bad.stderr.strip().count("\n") == 0
     bad = run_cli("aspp", "--config", "huge")
     assert bad.returncode == 2 and "unknown config" in bad.stderr
+
+
+def test_build_caches_leaves_the_data_to_the_workers(cache_dir, monkeypatch):
+    """The parent of several workers builds the caches but holds no split (on a GPU: no extra copy)."""
+    from proxy import cache as cache_module
+    from strategies.objectives import resolve_objective
+
+    built = []
+    real = cache_module.load_or_build
+    monkeypatch.setattr(cache_module, "load_or_build", lambda ds, **kw: built.append(ds.name) or real(ds, **kw))
+    ev = evaluator_module.ProxyEvaluator("test", cache_dir=cache_dir, device="cpu").build_caches()
+    assert ev._train is None and ev._val is None and len(built) == 3
+    obj = resolve_objective("proxy", config="test", cache_dir=cache_dir)
+    calls = []
+    obj.prepare_fn, obj.build_fn = (lambda: calls.append("prepare")), (lambda: calls.append("build"))
+    obj.build()
+    obj.build_fn = None
+    obj.build()  # without a builder, build falls back to prepare
+    assert calls == ["build", "prepare"]
