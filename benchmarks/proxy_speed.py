@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.op_cost import MODES, load_note, make_train_step, paired_ms, under
+from benchmarks.op_cost import MODES, load_note, make_train_step, paired_ms, table, under
 from dpc import kernels
 from dpc.genome import Genome
 from dpc.mutation import sample_genome
@@ -76,14 +76,6 @@ def make_step(model, params, x_fn, y, loss_size):
         opt.step()
 
     return step
-
-
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(v) for v in r) + " |")
 
 
 def step_costs(cfg_name: str, feature_hw: tuple[int, int], image_hw: tuple[int, int], repeats: int):
