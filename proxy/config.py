@@ -1,8 +1,8 @@
 """Named evaluation settings; every field enters the config hash stored with each result.
 
 ``test`` keeps one evaluation under ~2 s for the test suite (it checks wiring: in 20
-steps no cell learns more than background), ``cpu`` is the default without a GPU (
-2-4 minutes an evaluation on 2 cores: 64 channels instead of 256, 600 iterations), ``paper``
+steps no cell learns more than background), ``cpu`` is the default (2-4
+minutes an evaluation on 2 cores: 64 channels instead of 256, 600 iterations), ``paper``
 follows the paper's proxy (256 channels, batch 8, SGD with momentum and poly lr from
 0.01; its 30k iterations scaled down to what a GPU buys in minutes).
 
