@@ -438,7 +438,10 @@ def info(args: argparse.Namespace) -> int:
         print(f"evaluations: {s['evaluations']}")
         print(f"failed: {s['failed']}")
         print("sources: " + ", ".join(f"{k} {v}" for k, v in s["sources"].items()))
-        print("surrogate spearman (held-out): n/a")
+        from benchmarks.surrogate import MIN_CELLS, heldout_spearman
+
+        sur = heldout_spearman(records, min_cells=MIN_CELLS)
+        print(f"surrogate spearman (held-out): {'n/a' if math.isnan(sur) else f'{sur:.2f}'}")
         rho = s["seed_spearman"]
         print(f"seed-to-seed spearman: {'n/a' if math.isnan(rho) else f'{rho:.2f}'}")
         print()
