@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement in the README in one go (at most 9.5 minutes; the step limits add up to 520 s):
+# Every GPU measurement in the README in one go (at most 9.5 minutes; the step limits add up to 535 s):
 #   OUT=runs/gpu bash benchmarks/gpu_session.sh
 # Dry run on a CPU (no GPU needed; the CUDA-only step exits with its one-line "needs a GPU" message):
 #   CONFIG=test OUT=/tmp/gpu-dry bash benchmarks/gpu_session.sh
@@ -9,7 +9,8 @@
 # 2. benchmarks.gpu_proxy at the paper config: seconds per paper-scale candidate (scaled to 30k steps);
 # 3. one evaluation of the weak cell (proxy.evaluate, the README's example output);
 # 4. benchmarks.compare on the cpu proxy (4 strategies x 2 seeds x 12 evaluations);
-# 5. analysis.correlate: the top 4 and 4 random cells of that comparison on the full task.
+# 5. analysis.correlate: the top 4 and 4 random cells of that comparison on the full task;
+# 6. DPC-Bench collection for what is left (benchmarks.bench collect, 4 workers).
 # Each step has a time limit so that the later ones still run; every step is resumable, and
 # gpu_pack rewrites its JSON after each pass (a cut run keeps the cells that finished).
 set -u
@@ -34,7 +35,7 @@ step() {  # step NAME SECONDS COMMAND...: log to $OUT/NAME.log, keep going on fa
 }
 nvidia-smi -L
 "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
-step gpu_pack 230 "$PY" -m benchmarks.gpu_pack --config "$CONFIG" "${PACK_ARGS[@]}" --out "$OUT"
+step gpu_pack 200 "$PY" -m benchmarks.gpu_pack --config "$CONFIG" "${PACK_ARGS[@]}" --out "$OUT"
 step gpu_proxy_paper 100 "$PY" -m benchmarks.gpu_proxy --config paper --cells 0
 step prepare 25 "$PY" -m proxy.evaluate weak --config "$CONFIG"  # the cache is built: one evaluation
 step compare 95 "$PY" -m benchmarks.compare --objective proxy --config "$CONFIG" --seeds 2 --budget 12 \
@@ -42,6 +43,10 @@ step compare 95 "$PY" -m benchmarks.compare --objective proxy --config "$CONFIG"
     --storage "$OUT/compare.journal" --out "$OUT/compare"
 step correlate 70 "$PY" -m analysis.correlate --storage "$OUT/compare.journal" --experiment "compare-proxy-$CONFIG" \
     --top 4 --random 4 --objective full --config "$CONFIG" --workers 4 --no-progress --out "$OUT/correlation"
+# 6. DPC-Bench records from the GPU's last seconds (their own directory: the hash has the device type);
+#    copy $OUT/bench-records/* into bench/records/ and commit them
+step bench 45 "$PY" -m benchmarks.bench collect --config "$CONFIG" --workers 4 --hours 0.01 --seed "$(date +%s)" \
+    --data "$OUT/bench-records" --quiet
 tar czf "$OUT/figures.tgz" -C "$OUT" compare correlation 2>/dev/null
 rm -rf "$OUT/compare" "$OUT/correlation" "$OUT"/*.dpc-lock
 ls -la "$OUT"
