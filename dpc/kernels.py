@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from typing import Iterator
 
 import torch
@@ -145,27 +146,11 @@ _BITS = 15  # random bits per element: four 15-bit draws from one 63-bit random 
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device | str = "cpu") -> tuple[torch.Tensor, float]:
     """A boolean keep mask with P(keep) = 1 - round(p * 2^15) / 2^15, and that probability."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     threshold = round(p * (1 << _BITS))
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()  # uniform in [0, 2^63)
     bits = words.view(torch.int16)[:n].bitwise_and_(0x7FFF)
     return (bits >= threshold).view(shape), 1.0 - threshold / (1 << _BITS)
-
-
-class _MaskedScale(torch.autograd.Function):
-    """x * mask (mask = 0 or 1/q): the forward and backward in one pass each."""
-
-    @staticmethod
-    def forward(ctx, x, mask):
-        ctx.save_for_backward(mask)
-        return x * mask
-
-    @staticmethod
-    def backward(ctx, grad):
-        (mask,) = ctx.saved_tensors
-        return grad * mask, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -175,7 +160,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not _fast(x):
         return F.dropout(x, p, training)
     keep, q = keep_mask(x.shape, p, x.device)
-    return _MaskedScale.apply(x, keep.to(x.dtype).mul_(1.0 / q))
+    return x * keep.to(x.dtype).mul_(1.0 / q)  # autograd saves only the mask (it needs no gradient)
 
 
 class Dropout(nn.Dropout):
