@@ -46,6 +46,7 @@ class Run:
     seed: int
     values: np.ndarray  # objective per finished evaluation, NaN for failures
     elapsed: np.ndarray  # seconds since the study's first start, per evaluation
+    simulated: bool = False  # elapsed is a replayed objective's simulated clock (analysis.load)
 
     @property
     def curve(self) -> np.ndarray:
@@ -80,6 +81,7 @@ def runs_from_records(records: Iterable[TrialRecord]) -> dict[str, dict[int, Run
             strategy, seed,
             np.array([r.value for r in ordered], dtype=float),
             np.array([r.elapsed if r.elapsed is not None else np.nan for r in ordered], dtype=float),
+            simulated=any(r.simulated for r in ordered),
         )
     return dict(out)
 

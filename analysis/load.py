@@ -74,7 +74,10 @@ class TrialRecord:
     ``n_params`` and ``flops`` are the evaluated cell's cost as the evaluator measured
     it (None when the objective stores none, e.g. the synthetic one). ``elapsed`` is
     seconds from the study's first trial start to this trial's completion: the x of a
-    wall-clock curve.
+    wall-clock curve; for a replayed objective whose trials carry ``simulated_seconds``
+    (``--objective bench``) it is the simulated clock instead (``simulated`` True): the sum
+    of ``simulated_seconds`` of the trials up to this one in number order, as if one worker
+    had trained them one after another.
     """
 
     study: str
@@ -96,6 +99,7 @@ class TrialRecord:
     origin: str | None
     trial_params: dict[str, Any] = field(default_factory=dict, repr=False)
     user_attrs: dict[str, Any] = field(default_factory=dict, repr=False)
+    simulated: bool = False
 
     @property
     def complete(self) -> bool:
@@ -171,9 +175,13 @@ def trial_records(name: str, trials: Iterable[FrozenTrial], strategy: str | None
     trials = sorted(trials, key=lambda t: t.number)
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     t0 = min(starts) if starts else None
+    simulated = any("simulated_seconds" in t.user_attrs for t in trials)
+    clock = 0.0
     out = []
     for t in trials:
         ua = dict(t.user_attrs)
+        if simulated:
+            clock += _float_or_none(ua.get("simulated_seconds")) or 0.0
         value = float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else math.nan
         end, start = t.datetime_complete, t.datetime_start
         out.append(TrialRecord(
@@ -182,9 +190,10 @@ def trial_records(name: str, trials: Iterable[FrozenTrial], strategy: str | None
             n_params=_int_or_none(ua.get("params")), flops=_int_or_none(ua.get("flops")),
             train_seconds=_float_or_none(ua.get("train_seconds")), eval_seconds=_float_or_none(ua.get("eval_seconds")),
             datetime_start=start, datetime_complete=end,
-            elapsed=(end - t0).total_seconds() if end is not None and t0 is not None else None,
+            elapsed=(clock if end is not None else None) if simulated else
+            (end - t0).total_seconds() if end is not None and t0 is not None else None,
             duration=(end - start).total_seconds() if end is not None and start is not None else None,
-            origin=ua.get("origin"), trial_params=dict(t.params), user_attrs=ua,
+            origin=ua.get("origin"), trial_params=dict(t.params), user_attrs=ua, simulated=simulated,
         ))
     return out
 

@@ -109,15 +109,17 @@ def plot_best_so_far(
     if x == "seconds":
         ends = [float(np.nanmax(r.elapsed)) for rs in runs.values() for r in rs.values() if np.isfinite(r.elapsed).any()]
         t_max = max(ends, default=0.0)
+    scale, unit = (3600.0, "h") if x == "seconds" and t_max > 7200 else (1.0, "s")
     for i, (strategy, by_seed) in enumerate(runs.items()):
         band = band_by_evaluations(by_seed, budget) if x == "evaluations" else band_by_time(by_seed, t_max=t_max)
         c = colour(strategy, i)
         drawstyle = "steps-post"
-        ax.plot(band.x, band.median, color=c, lw=1.8, drawstyle=drawstyle, label=f"{strategy} (n={len(by_seed)})", zorder=3)
-        ax.fill_between(band.x, band.q25, band.q75, color=c, alpha=0.18, step="post", lw=0, zorder=2)
+        ax.plot(band.x / scale, band.median, color=c, lw=1.8, drawstyle=drawstyle, label=f"{strategy} (n={len(by_seed)})", zorder=3)
+        ax.fill_between(band.x / scale, band.q25, band.q75, color=c, alpha=0.18, step="post", lw=0, zorder=2)
         data["strategies"][strategy] = band.to_dict()
     data["references"] = _reference_lines(ax, references)
-    ax.set_xlabel("evaluations" if x == "evaluations" else "wall-clock time (s)")
+    simulated = any(r.simulated for rs in runs.values() for r in rs.values())
+    ax.set_xlabel("evaluations" if x == "evaluations" else f"simulated training time ({unit})" if simulated else f"wall-clock time ({unit})")
     if x == "evaluations":
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)

@@ -9,6 +9,11 @@ split (``{study}-incumbent``, ``strategies.incumbent``; the reference cells are 
 the same fresh seeds), then writes the report (``analysis.report``: figures, summary with
 val and test, pairwise tests on the test values) and prints the summary table. ``--objective synthetic`` (default) runs in seconds; ``--objective proxy``
 trains every cell (about a minute an evaluation on the ``cpu`` config of a 2-core machine).
+
+``--objective bench`` (DPC-Bench's recorded evaluations, milliseconds each) runs each study in memory
+and copies it whole into the storage when it is done, ``--jobs`` studies at once (default: one per
+core): a journal write per trial attribute would cost more than the evaluation. A rerun skips the
+studies already stored; one cut short by a crash is dropped and run again (seeded: the same result).
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--budget", type=int, default=None, help="evaluations per study (default: the objective's default: "
                    "16 for proxy on cpu, 100 for synthetic)")
-    p.add_argument("--objective", default="synthetic", help="synthetic[:NAME,key=value] | proxy | full | module:callable "
+    p.add_argument("--objective", default="synthetic", help="synthetic[:NAME,key=value] | bench[:data=DIR] | proxy | full | module:callable "
                    "(default synthetic)")
     p.add_argument("--config", default=None, help="evaluator config for proxy/full: test | cpu | paper "
                    "(default cpu, on GPUs too)")
@@ -45,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="journal file or database URL (default runs/{experiment}.journal)")
     p.add_argument("--out", default=None, help="report folder (default runs/{experiment})")
     p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
+    p.add_argument("--jobs", type=int, default=None, help="bench objective: studies run at once, each in its own process "
+                   "(default: one per core)")
     p.add_argument("--dedupe", action="store_true", help="reuse the value of an already evaluated equivalent cell")
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES),
                    help="zoo cells evaluated as reference lines (default aspp,top1_cityscapes; '' for none)")
@@ -74,6 +81,8 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
         p.error("--budget must be >= 1")
     if args.workers < 1:
         p.error("--workers must be >= 1")
+    if args.jobs is not None and args.jobs < 1:
+        p.error("--jobs must be >= 1")
     from dpc.zoo import ZOO
 
     refs = [r.strip() for r in args.references.split(",") if r.strip()]
@@ -121,7 +130,6 @@ def settings_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[str]) -> dict[str, Any]:
-    import strategies
     from dpc.zoo import zoo_cell
     from strategies.cells import Cell, evaluate_cells
     from strategies.incumbent import FRESH_SEED_BASE, reevaluate_incumbent
@@ -157,6 +165,34 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
         )
     bar = Overall(len(names) * len(seeds) * budget, not args.quiet)
     results = []
+    in_memory = obj.simulated and args.workers == 1
+    if in_memory:
+        results = run_in_memory(args, obj, names, seeds, budget, storage, experiment, command, bar, reeval)
+    else:
+        results = run_studies(args, objective, names, seeds, budget, storage, experiment, command, bar)
+    print(f"{len(names) * len(seeds)} studies done in {time.time() - t0:.1f} s")
+    if reeval and not in_memory:  # in-memory jobs re-evaluated their incumbents already
+        t1 = time.time()
+        print(f"re-training each study's incumbent with {reeval} fresh seeds, scored on the test split...", flush=True)
+        for study, settings in results:  # a queue per study ({study}-incumbent): a rerun re-trains nothing already done
+            rep = reevaluate_incumbent(study, settings, objective, reeval, progress=not args.quiet)
+            if rep is not None:
+                logging.getLogger(__name__).info("%s: val %.4f, %s", study.study_name, rep.val, rep.line(obj.metric))
+        print(f"{len(results)} incumbents re-trained in {time.time() - t1:.1f} s")
+    if args.no_report:
+        return {}
+    from analysis.report import build
+
+    data = build(storage, out, experiment, budget, command=command)
+    print(summary_text(data))
+    print(f"report: {out / 'report.md'}")
+    return data
+
+
+def run_studies(args, objective, names, seeds, budget, storage, experiment, command, bar) -> list:
+    import strategies
+
+    results = []
     try:
         for seed in seeds:  # seeds outermost: an interrupted comparison stays balanced
             for name in names:
@@ -167,27 +203,113 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
                     strategy_params=settings_for(name, args) or None, command=command, on_progress=bar.study(f"{name} seed {seed}", budget),
                 )
                 bar.done(budget)
-                results.append(res)
+                results.append((res.study, res.settings))
                 logging.getLogger(__name__).info("%s seed %d: best %s", name, seed, res.best_value)
     finally:
         bar.close()
-    print(f"{len(names) * len(seeds)} studies done in {time.time() - t0:.1f} s")
-    if reeval:
-        t1 = time.time()
-        print(f"re-training each study's incumbent with {reeval} fresh seeds, scored on the test split...", flush=True)
-        for res in results:  # a queue per study ({study}-incumbent): a rerun re-trains nothing already done
-            rep = reevaluate_incumbent(res.study, res.settings, objective, reeval, progress=not args.quiet)
-            if rep is not None:
-                logging.getLogger(__name__).info("%s: val %.4f, %s", res.study.study_name, rep.val, rep.line(obj.metric))
-        print(f"{len(results)} incumbents re-trained in {time.time() - t1:.1f} s")
-    if args.no_report:
-        return {}
-    from analysis.report import build
+    return results
 
-    data = build(storage, out, experiment, budget, command=command)
-    print(summary_text(data))
-    print(f"report: {out / 'report.md'}")
-    return data
+
+def _stored(storage: str, study_name: str, budget: int):
+    """The stored study if it has its whole budget; a partial one (a copy cut short) is deleted."""
+    import optuna
+
+    from strategies.storage import open_storage
+    from strategies.study import budget_status
+
+    handle = open_storage(storage)
+    if not any(s.study_name == study_name for s in handle.storage.get_all_studies()):
+        return None
+    study = optuna.load_study(study_name=study_name, storage=handle.storage)
+    if budget_status(study).used >= budget and "strategy_params" in study.user_attrs:
+        return study
+    optuna.delete_study(study_name=study_name, storage=handle.storage)
+    return None
+
+
+_RESOLVED: dict = {}
+
+
+def simulated_study(args: argparse.Namespace, name: str, seed: int, budget: int, storage: str, experiment: str,
+                    command: str, reeval: int, objective: Any = None) -> str:
+    """One study of a replayed objective and its incumbent's re-evaluation (``{study}-incumbent``): run
+    in memory, then copied whole into ``storage``, the companion first (a stored search study is done)."""
+    import strategies
+    from strategies.api import default_study_name
+    from strategies.optuna_adapter import storage_of
+
+    study_name = default_study_name(experiment, name, seed)
+    if _stored(storage, study_name, budget) is not None:
+        return study_name
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if objective is None:  # a job process: resolve the objective once per process
+        from strategies.objectives import resolve_objective
+
+        key = (args.objective, args.config, args.eval_seed)
+        if key not in _RESOLVED:
+            _RESOLVED[key] = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed)
+        objective = _RESOLVED[key]
+    res = strategies.search(
+        objective, strategy=name, budget=budget, seed=seed, storage=None,
+        experiment=experiment, config=args.config, eval_seed=args.eval_seed, dedupe=args.dedupe,
+        strategy_params=settings_for(name, args) or None, command=command,
+    )
+    from strategies.incumbent import companion_name, reevaluate_incumbent
+    from strategies.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if reeval:
+        reevaluate_incumbent(res.study, res.settings, objective, reeval)
+    target = open_storage(storage).storage
+    if reeval:
+        companion = companion_name(study_name)
+        if any(s.study_name == companion for s in target.get_all_studies()):
+            optuna.delete_study(study_name=companion, storage=target)
+        optuna.copy_study(from_study_name=companion, from_storage=storage_of(res.study), to_storage=target)
+    optuna.copy_study(from_study_name=study_name, from_storage=storage_of(res.study), to_storage=target)
+    return study_name
+
+
+def run_in_memory(args, obj, names, seeds, budget, storage, experiment, command, bar, reeval) -> list:
+    """Every (strategy, seed) study of a replayed objective, ``--jobs`` processes at once."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    import optuna
+
+    from strategies.settings import SearchSettings
+    from strategies.storage import open_storage
+
+    jobs = args.jobs or os.cpu_count() or 1
+    todo = [(name, seed) for seed in seeds for name in names]
+    try:
+        if jobs == 1:
+            for name, seed in todo:
+                bar.study(f"{name} seed {seed}", budget)
+                simulated_study(args, name, seed, budget, storage, experiment, command, reeval, obj)
+                bar.done(budget)
+        else:
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(simulated_study, args, name, seed, budget, storage, experiment, command, reeval)
+                           for name, seed in todo]
+                for f in as_completed(futures):
+                    f.result()
+                    bar.done(budget)
+    finally:
+        bar.close()
+    handle = open_storage(storage)
+    out = []
+    for name, seed in todo:
+        from strategies.api import default_study_name
+
+        study = optuna.load_study(study_name=default_study_name(experiment, name, seed), storage=handle.storage)
+        settings = SearchSettings.of(strategy=name, seed=seed, budget=budget, objective=obj.spec, config=args.config,
+                                     eval_seed=args.eval_seed, storage=storage, experiment=experiment)
+        out.append((study, settings))
+    return out
 
 
 def summary_text(data: dict[str, Any]) -> str:

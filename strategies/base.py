@@ -77,19 +77,26 @@ def without_test(t: FrozenTrial) -> FrozenTrial:
     return t
 
 
-def completed_trials(study: Study, branches: int) -> list[FrozenTrial]:
+def completed_trials(study: Study, branches: int, cache: dict | None = None) -> list[FrozenTrial]:
     """COMPLETE trials with a finite value and genome params: the history samplers use.
 
     Their value is the validation mIOU; test-split attributes are removed, so no strategy can
     select on the test split. (Params are only checked for presence here; they are parsed
-    when a trial is used.)
+    when a trial is used.) ``cache`` (trial id -> cleaned copy) keeps the copies between
+    proposals: a finished trial never changes.
     """
     last = f"b{branches - 1}_op"
-    return [
-        without_test(t)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value) and last in t.params and f"b{branches}_op" not in t.params
-    ]
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.value is not None and math.isfinite(t.value) and last in t.params and f"b{branches}_op" not in t.params:
+            if cache is None:
+                out.append(without_test(t))
+                continue
+            key = (t._trial_id, t.number)
+            if key not in cache:
+                cache[key] = without_test(t)
+            out.append(cache[key])
+    return out
 
 
 def ranked(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
@@ -155,6 +162,7 @@ class GenomeSampler(BaseSampler):
         self.seed = check_seed(seed)
         self.branches = int(branches)
         self._space = search_space(self.branches)
+        self._history: dict = {}  # completed_trials' cache
 
     # -- what subclasses implement -----------------------------------------------------
     def propose(self, completed: list[FrozenTrial], index: int, trial: FrozenTrial) -> Proposal:
@@ -181,7 +189,7 @@ class GenomeSampler(BaseSampler):
         if not search_space:
             return {}
         index = draw_index(study, trial, self.branches)
-        proposal = self.propose(completed_trials(study, self.branches), index, trial)
+        proposal = self.propose(completed_trials(study, self.branches, self._history), index, trial)
         if len(proposal.genome) != self.branches:
             raise RuntimeError(f"{self.strategy}: proposed {len(proposal.genome)} branches, expected {self.branches}")
         set_trial_user_attr(study, trial, "origin", proposal.origin)

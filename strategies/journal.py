@@ -207,7 +207,8 @@ class SafeJournalBackend(BaseJournalBackend):
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            known = max(n for n in self._offsets if n <= log_number_from)
+            known = (log_number_from if log_number_from in self._offsets  # the usual case: read on from the last read
+                     else max(n for n in self._offsets if n <= log_number_from))
             number, offset = known, self._offsets[known]
             f.seek(offset)
             for line in f:

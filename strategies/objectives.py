@@ -2,7 +2,9 @@
 
 Specs (``--objective``): ``proxy`` (the proxy evaluator, ``proxy.evaluator``), ``full``
 (the full-task evaluator, ``proxy.full``), ``synthetic[:NAME,key=value,...]`` (cheap, known
-optimum; see ``strategies.synthetic``) and ``package.module:callable`` (a user's function,
+optimum; see ``strategies.synthetic``), ``bench[:data=DIR,model=NAME]`` (DPC-Bench's recorded
+evaluations and surrogate, ``benchmarks.bench_objective``; a plug-in like the next, imported
+only when asked for) and ``package.module:callable`` (a user's function,
 or a class instantiated without arguments, or an object with ``evaluate``).
 
 An objective may return a number, or a result object with ``.miou`` and ``.to_dict()``
@@ -112,6 +114,7 @@ class Objective:
     has_test: bool = False  # results carry test_miou (a held-out split): incumbents are re-scored on it
 
     build_fn: Callable[[], Any] | None = None  # build the caches on disk only (the parent of several workers)
+    simulated: bool = False  # a replayed table (bench): milliseconds an evaluation, so a comparison runs each study in memory
 
     def prepare(self) -> None:
         if self.prepare_fn is not None:
@@ -263,6 +266,15 @@ def resolve_objective(
         if sep:
             raise ObjectiveError(f"--objective {head} takes no options (use --config), got {brief(spec, 60)}")
         return _evaluator(head == "full", config, eval_seed, cache_dir, threads, dataset)
+    if head == "bench":
+        try:
+            from benchmarks.bench_objective import make_bench_objective
+        except ImportError as e:
+            raise ObjectiveError(f"--objective bench needs the benchmarks package: {one_line(str(e), 200)}") from None
+        fn = make_bench_objective(rest, config=config, eval_seed=eval_seed, cache_dir=cache_dir)
+        name = config or "cpu"
+        return Objective(fn, spec, f"bench-{name}", config=name, metric="mIOU", takes_callback=True, takes_seed=True,
+                         has_test=True, simulated=True)
     if head == "synthetic":
         from .synthetic import make_synthetic
 
@@ -274,7 +286,7 @@ def resolve_objective(
         return Objective(fn, canonical, experiment_name(canonical), metric=fn.metric)
     if not sep or not head or not rest:
         raise ObjectiveError(
-            f"unknown objective {brief(spec, 60)}; expected proxy, full, synthetic[:NAME,key=value] or module:callable"
+            f"unknown objective {brief(spec, 60)}; expected proxy, full, bench[:key=value], synthetic[:NAME,key=value] or module:callable"
         )
     try:
         module = importlib.import_module(head)

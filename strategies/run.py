@@ -173,7 +173,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--budget", type=positive_int, help="trials to run in the study, failed evaluations included "
                    "(default: the proxy config's default_budget, 3 for cpu; 100 for other objectives)")
     p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
-    p.add_argument("--objective", default="proxy", help="proxy | full | synthetic[:NAME,key=value,...] | module:callable (default proxy)")
+    p.add_argument("--objective", default="proxy", help="proxy | full | bench[:data=DIR,model=rf|hgb] | synthetic[:NAME,key=value,...] | "
+                   "module:callable (default proxy)")
     p.add_argument("--config", help="evaluator config: test | cpu | paper (default cpu, on GPUs too)")
     p.add_argument("--dataset", help="proxy/full data: scenes[:PRESET] (default, embedded), voc:PATH (Pascal-VOC "
                    "folder) or cityscapes:PATH")

@@ -34,8 +34,19 @@ def search_space(branches: int = DEFAULT_BRANCHES) -> dict[str, BaseDistribution
 
 
 def genome_of(params: Mapping[str, Any]) -> Genome:
-    """The genome a trial's params encode (``GenomeError`` if they are not a cell)."""
-    return Genome.from_params(params)
+    """The genome a trial's params encode (``GenomeError`` if they are not a cell); memoised, as
+    samplers parse their whole history at every proposal (genomes are immutable)."""
+    try:
+        key = tuple(sorted(params.items()))
+        hash(key)
+    except TypeError:
+        return Genome.from_params(params)
+    return _genome_of(key)
+
+
+@lru_cache(maxsize=65536)
+def _genome_of(items: tuple) -> Genome:
+    return Genome.from_params(dict(items))
 
 
 def whole_cell(params: Mapping[str, Any], branches: int) -> bool:

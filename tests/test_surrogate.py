@@ -141,3 +141,14 @@ def test_cli_fit_and_validate(tmp_path, capsys):
     assert S.main(["validate", "--data", str(d)]) == 0
     text = capsys.readouterr().out
     assert "| rf | K-fold by cell | 52 |" in text and "ceiling: seed 0 vs seed 1" in text
+
+
+def test_flat_forest_equals_sklearn_predict(records):
+    from dpc.mutation import sample_genome
+
+    sur = S.fit(records)
+    rng = np.random.default_rng(3)
+    X = S.feature_matrix([sample_genome(rng) for _ in range(50)] + [r["genome"] for r in records[:50]])
+    forest = sur.models["val_miou"]
+    assert np.allclose(S.FlatForest(forest).predict(X), forest.predict(X), rtol=0, atol=1e-12)
+    assert sur.predict_many([records[0]["genome"]])[0] == pytest.approx(forest.predict(X[50:51])[0], abs=1e-12)
