@@ -47,6 +47,7 @@ class Run:
     values: np.ndarray  # objective per finished evaluation, NaN for failures
     elapsed: np.ndarray  # seconds since the study's first start, per evaluation
     simulated: bool = False  # elapsed is a replayed objective's simulated clock (analysis.load)
+    compute: np.ndarray | None = None  # full-evaluation equivalents spent up to each evaluation (pruned trials: < 1 each)
 
     @property
     def curve(self) -> np.ndarray:
@@ -61,8 +62,15 @@ class Run:
 STRATEGY_ORDER = ("random", "local", "evolution", "tpe")  # baseline first, in tables and legends
 
 
-def _strategy_key(name: str) -> tuple[int, str]:
-    return (STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER), name)
+PRUNER_ORDER = ("none", "median", "asha", "hyperband")
+
+
+def _strategy_key(name: str) -> tuple[int, int, str]:
+    """Strategies in STRATEGY_ORDER, each followed by its pruner arms (``evolution+median``) in PRUNER_ORDER."""
+    strategy, _, pruner = name.partition("+")
+    pruner = pruner or "none"
+    return (STRATEGY_ORDER.index(strategy) if strategy in STRATEGY_ORDER else len(STRATEGY_ORDER),
+            PRUNER_ORDER.index(pruner) if pruner in PRUNER_ORDER else len(PRUNER_ORDER), name)
 
 
 def runs_from_records(records: Iterable[TrialRecord]) -> dict[str, dict[int, Run]]:
@@ -82,6 +90,7 @@ def runs_from_records(records: Iterable[TrialRecord]) -> dict[str, dict[int, Run
             np.array([r.value for r in ordered], dtype=float),
             np.array([r.elapsed if r.elapsed is not None else np.nan for r in ordered], dtype=float),
             simulated=any(r.simulated for r in ordered),
+            compute=np.cumsum([r.compute for r in ordered]) if ordered else np.zeros(0),
         )
     return dict(out)
 
@@ -153,6 +162,22 @@ def band_by_time(runs: Mapping[int, Run], points: int = 200, t_max: float | None
     grid = np.linspace(0.0, t_end, points) if t_end > 0 else np.zeros(1)
     mat = np.vstack([step_at(r.elapsed, r.curve, grid) for r in runs.values()]) if runs else np.empty((0, len(grid)))
     return _band(grid, mat)
+
+
+def band_by_compute(runs: Mapping[int, Run], points: int = 200, c_max: float | None = None) -> Band:
+    """Best-so-far against compute (full-evaluation equivalents): a pruned and an unpruned run side by side."""
+    ends = [float(r.compute[-1]) for r in runs.values() if r.compute is not None and len(r.compute)]
+    c_end = c_max if c_max is not None else max(ends, default=0.0)
+    grid = np.linspace(0.0, c_end, points) if c_end > 0 else np.zeros(1)
+    mat = (np.vstack([step_at(r.compute if r.compute is not None else np.arange(1.0, len(r.values) + 1), r.curve, grid)
+                      for r in runs.values()]) if runs else np.empty((0, len(grid))))
+    return _band(grid, mat)
+
+
+def final_at_compute(runs: Mapping[str, Mapping[int, Run]], compute: float) -> dict[str, dict[int, float]]:
+    """``final[arm][seed]`` = incumbent value once ``compute`` equivalents are spent: the equal-compute comparison."""
+    return {s: {seed: float(step_at(r.compute, r.curve, np.array([compute]))[0]) for seed, r in by_seed.items()}
+            for s, by_seed in runs.items()}
 
 
 def final_values(runs: Mapping[str, Mapping[int, Run]], budget: int | None = None) -> dict[str, dict[int, float]]:

@@ -59,11 +59,21 @@ class StudyRecord:
     user_attrs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
+    def pruner(self) -> str:
+        return str(self.user_attrs.get("pruner") or "none")
+
+    @property
+    def arm(self) -> str | None:
+        """What the analysis compares: the strategy, with its pruner when it has one (``evolution+median``)."""
+        return self.strategy if self.strategy is None or self.pruner == "none" else f"{self.strategy}+{self.pruner}"
+
+    @property
     def experiment(self) -> str:
-        """``{experiment}`` of the default name ``{experiment}-{strategy}-seed{seed}``."""
-        suffix = f"-{self.strategy}-seed{self.seed}"
-        if self.strategy is not None and self.name.endswith(suffix):
-            return self.name[: -len(suffix)]
+        """``{experiment}`` of the default name ``{experiment}-{strategy}-seed{seed}`` (with a pruner,
+        ``{experiment}-{strategy}-{pruner}-seed{seed}``, as ``benchmarks.compare`` names them)."""
+        for suffix in (f"-{self.strategy}-{self.pruner}-seed{self.seed}", f"-{self.strategy}-seed{self.seed}"):
+            if self.strategy is not None and self.name.endswith(suffix):
+                return self.name[: -len(suffix)]
         return self.name
 
 
@@ -108,6 +118,12 @@ class TrialRecord:
     @property
     def finished(self) -> bool:
         return self.state in ("COMPLETE", "FAIL", "PRUNED")
+
+    @property
+    def compute(self) -> float:
+        """Full-evaluation equivalents this trial trained (``compute``: below 1 when pruned)."""
+        c = self.user_attrs.get("compute")
+        return float(c) if isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 else 1.0
 
     @property
     def spent(self) -> bool:
@@ -207,7 +223,7 @@ def load_study(storage: str | Path | BaseStorage, name: str) -> tuple[StudyRecor
         raise AnalysisError(f"unknown study {name!r} (studies in storage: {known})") from None
     trials = study.get_trials(deepcopy=False)
     rec = load_study_record(st, name, trials)
-    return rec, trial_records(name, trials, rec.strategy, rec.seed)
+    return rec, trial_records(name, trials, rec.arm, rec.seed)
 
 
 def load_all(storage: str | Path | BaseStorage, names: Iterable[str] | None = None) -> tuple[list[StudyRecord], list[TrialRecord]]:

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
-from .curves import Run, _strategy_key, band_by_evaluations, band_by_time  # noqa: E402
+from .curves import Run, _strategy_key, band_by_compute, band_by_evaluations, band_by_time  # noqa: E402
 from .load import TrialRecord  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,10 @@ def plot_best_so_far(
     ylabel: str = "best mIOU so far",
     title: str | None = None,
 ) -> dict[str, Any]:
-    """Median best-so-far per strategy with its inter-quartile band, vs evaluations or seconds."""
-    if x not in ("evaluations", "seconds"):
-        raise ValueError(f"x must be 'evaluations' or 'seconds', got {x!r}")
+    """Median best-so-far per strategy with its inter-quartile band, vs evaluations, seconds or compute
+    (full-evaluation equivalents: pruned trials count their part)."""
+    if x not in ("evaluations", "seconds", "compute"):
+        raise ValueError(f"x must be 'evaluations', 'seconds' or 'compute', got {x!r}")
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     data: dict[str, Any] = {"x": x, "strategies": {}}
     t_max = None
@@ -111,7 +112,8 @@ def plot_best_so_far(
         t_max = max(ends, default=0.0)
     scale, unit = (3600.0, "h") if x == "seconds" and t_max > 7200 else (1.0, "s")
     for i, (strategy, by_seed) in enumerate(runs.items()):
-        band = band_by_evaluations(by_seed, budget) if x == "evaluations" else band_by_time(by_seed, t_max=t_max)
+        band = (band_by_evaluations(by_seed, budget) if x == "evaluations" else band_by_compute(by_seed) if x == "compute"
+                else band_by_time(by_seed, t_max=t_max))
         c = colour(strategy, i)
         drawstyle = "steps-post"
         ax.plot(band.x / scale, band.median, color=c, lw=1.8, drawstyle=drawstyle, label=f"{strategy} (n={len(by_seed)})", zorder=3)
@@ -119,11 +121,12 @@ def plot_best_so_far(
         data["strategies"][strategy] = band.to_dict()
     data["references"] = _reference_lines(ax, references)
     simulated = any(r.simulated for rs in runs.values() for r in rs.values())
-    ax.set_xlabel("evaluations" if x == "evaluations" else f"simulated training time ({unit})" if simulated else f"wall-clock time ({unit})")
+    ax.set_xlabel("evaluations" if x == "evaluations" else "compute (full-evaluation equivalents)" if x == "compute"
+                  else f"simulated training time ({unit})" if simulated else f"wall-clock time ({unit})")
     if x == "evaluations":
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
-    ax.set_title(title or f"Best so far (median, IQR band) vs {'evaluations' if x == 'evaluations' else 'time'}")
+    ax.set_title(title or f"Best so far (median, IQR band) vs {x if x != 'seconds' else 'time'}")
     ax.grid(alpha=0.3)
     ax.legend(**OUTSIDE)
     data["files"] = [str(p) for p in save(fig, out)]

@@ -67,7 +67,7 @@ class Experiment:
     def metric(self) -> str:
         """Axis label: an evaluator's value is an mIOU, a synthetic objective's a score."""
         objs = self.objective.split(", ")
-        if all(o in ("proxy", "full") for o in objs):
+        if all(o in ("proxy", "full") or o.split(":")[0] == "bench" for o in objs):
             return "mIOU"
         return "score" if all(o.startswith("synthetic") for o in objs) else "value"
 
@@ -217,9 +217,13 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
     budgets = [s.budget for s in exp.searches if s.budget]
     budget = budget or (min(budgets) if budgets else None)
     runs = runs_from_records(exp.records)
-    final = final_values(runs, budget)
-    inc = incumbent_tests(exp, budget)
+    # A budget in full-evaluation equivalents (pruned trials cost their part) ended each study at equal
+    # compute, after different numbers of evaluations: its incumbent is the whole study's.
+    by_compute = any(s.user_attrs.get("budget_unit") == "equivalents" for s in exp.searches)
+    final = final_values(runs, None if by_compute else budget)
+    inc = incumbent_tests(exp, None if by_compute else budget)
     data: dict[str, Any] = {"experiment": exp.name, "objective": exp.objective, "metric": metric, "budget": budget,
+                            "budget_unit": "equivalents" if by_compute else "evaluations",
                             "references": [r.to_dict() for r in refs], "incumbents": inc}
     n_studies = sum(len(v) for v in runs.values())
     n_tested = sum(bool(inc.get(s, {}).get(seed, {}).get("test")) for s, by_seed in runs.items() for seed in by_seed)
@@ -229,6 +233,10 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
                                                 ylabel=f"best {metric} so far")
     fig["best_so_far_time"] = plots.plot_best_so_far(runs, out / "best_so_far_time", x="seconds", references=refs,
                                                      ylabel=f"best {metric} so far")
+    pruned = any(r.state == "PRUNED" for r in exp.records)
+    if pruned or by_compute:
+        fig["best_so_far_compute"] = plots.plot_best_so_far(runs, out / "best_so_far_compute", x="compute",
+                                                            references=refs, ylabel=f"best {metric} so far")
     fig["final_best"] = plots.plot_final_best(final, out / "final_best", references=refs,
                                               ylabel=f"best {metric} after {budget} evaluations" if budget else f"best {metric}")
     if n_tested:
@@ -250,14 +258,16 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
     for strategy, by_seed in runs.items():
         s = summarize(list(final[strategy].values()))
         evals = [len(r.values) for r in by_seed.values()]
-        fails = [int(np.isnan(r.values).sum()) for r in by_seed.values()]
+        states = [r.state for r in exp.records if r.strategy == strategy and r.spent]
+        fails = [states.count("FAIL")]
+        n_pruned = states.count("PRUNED")
         durations = [r.duration for r in exp.records if r.strategy == strategy and r.duration is not None and r.finished]
         tested = {seed: i for seed, i in inc.get(strategy, {}).items() if i["test"] and seed in by_seed}
         final_test[strategy] = {seed: i["test_mean"] for seed, i in tested.items()}
         t = summarize(list(final_test[strategy].values()))
         k = sorted({len(i["test"]) for i in tested.values()})
         within = float(np.mean([i["test_std"] for i in tested.values()])) if tested else None
-        data["summary"][strategy] = {**s.to_dict(), "evaluations": evals, "failures": sum(fails),
+        data["summary"][strategy] = {**s.to_dict(), "evaluations": evals, "failures": sum(fails), "pruned": n_pruned,
                                      "median_seconds_per_evaluation": float(np.median(durations)) if durations else None,
                                      "test": t.to_dict() if tested else None, "test_seeds_per_incumbent": k,
                                      "test_within_std": within}
@@ -325,6 +335,11 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
               f"Reference cells ({ref_text or 'none evaluated'}) were evaluated with the same objective.", ""]
     lines += ["## Best so far (val)", "", _img("best_so_far", "best so far vs evaluations"), "",
               _img("best_so_far_time", "best so far vs wall-clock time"), ""]
+    if "best_so_far_compute" in fig:
+        lines += [_img("best_so_far_compute", "best so far vs compute"), "",
+                  "Compute counts full-evaluation equivalents: a trial pruned at step s of S costs s/S. "
+                  + ("Every study stopped at the same compute (`--budget-in equivalents`), so the tables below "
+                     "compare at equal compute." if by_compute else ""), ""]
     header = ["strategy", "seeds", "val mean ± std", "val median [IQR]", "val best"]
     if any_test:
         header += ["test mean ± std", "re-trained", "seeds each", "test std within"]

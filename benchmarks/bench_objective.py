@@ -11,7 +11,9 @@ scheme), sigma the pooled seed-to-seed std of the multi-seed cells; val and test
 Draws are seeded by (canonical hash, training seed): deterministic, equal for equivalent cells.
 
 Intermediate values replay the record's val learning curve; a surrogate cell's curve is the final
-value times the table's median ratio of val at each step to the final val. Each result carries
+value times the table's median ratio of val at each step to the final val. A pruner that stops the
+replay at step s (the callback raises) gets the simulated seconds of s steps on the exception's
+``attrs``, which the worker stores on the pruned trial. Each result carries
 ``simulated_seconds`` (the record's train + eval seconds, or the surrogate's train seconds plus the
 table's median eval seconds), from which ``analysis.load`` draws best-so-far against simulated time,
 and ``test_miou`` (records' or drawn) for the incumbent report; ``bench_source`` says which
@@ -111,6 +113,7 @@ class BenchObjective:
         self.iterations = statistics.median_low(int(r.get("iterations") or (r["curve"][-1][0] if r.get("curve") else 0))
                                                 for r in records)
         self.n_records = len(records)
+        self.eval_every = int(self.shape[0][0]) if len(self.shape) > 1 else 0
 
     # -- queries
     def __call__(self, genome: Genome, seed: int | None = None,
@@ -131,8 +134,15 @@ class BenchObjective:
             res = self._draw(g, h, held, seed)
         res.simulated_seconds = res.train_seconds + res.eval_seconds
         if callback is not None:
-            for step, value in res.curve:
-                callback(int(step), float(value))
+            for i, (step, value) in enumerate(res.curve):
+                try:
+                    callback(int(step), float(value))
+                except BaseException as e:  # pruned (optuna.TrialPruned) here: the clock ran only this far
+                    done = step / (res.iterations or res.curve[-1][0])
+                    e.attrs = {"train_seconds": done * res.train_seconds,  # type: ignore[attr-defined]
+                               "eval_seconds": (i + 1) / len(res.curve) * res.eval_seconds, "bench_source": res.source}
+                    e.attrs["simulated_seconds"] = e.attrs["train_seconds"] + e.attrs["eval_seconds"]
+                    raise
         return res
 
     evaluate = __call__

@@ -31,7 +31,7 @@ DEFAULT_REFERENCES = ("aspp", "top1_cityscapes")
 
 def parser() -> argparse.ArgumentParser:
     from strategies.incumbent import DEFAULT_REEVAL_SEEDS
-    from strategies.run import add_strategy_flags, int_in
+    from strategies.run import add_strategy_flags, int_in, setting_type
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,6 +62,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="run the studies only")
     p.add_argument("--dataset", default=None, help="proxy/full data: scenes[:PRESET] (default), voc:PATH or cityscapes:PATH")
     add_strategy_flags(p.add_argument_group("strategy settings (as in strategies.run; each applies to its own strategy)"))
+    from strategies.pruners import PRUNERS, pruner_settings
+    from strategies.run import positive_int
+    from strategies.settings import BUDGET_UNITS
+
+    g = p.add_argument_group("pruning (strategies.pruners; each (strategy, pruner) pair is one arm of the comparison)")
+    g.add_argument("--pruners", default="none", help=f"comma-separated, each run with every strategy: {', '.join(PRUNERS)} "
+                   "(default none)")
+    g.add_argument("--budget-in", dest="budget_unit", choices=BUDGET_UNITS, default="evaluations",
+                   help="count --budget in trials (default) or in full-evaluation equivalents (pruned trials cost their "
+                   "part: arms compared at equal compute)")
+    g.add_argument("--eval-every", type=positive_int, default=None, help="proxy/full: val mIOU every N steps for the "
+                   "pruner (default: the config's, or a sixth of the training when it evaluates only at the end)")
+    for setting in pruner_settings().values():
+        users = "/".join(name for name, pr in PRUNERS.items() if setting in pr.settings)
+        g.add_argument(setting.flag, dest=setting.name, type=setting_type(setting), help=f"{users}: {setting.help}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -83,6 +98,12 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
         p.error("--workers must be >= 1")
     if args.jobs is not None and args.jobs < 1:
         p.error("--jobs must be >= 1")
+    from strategies.pruners import PRUNERS
+
+    args.pruner_list = [x.strip() for x in args.pruners.split(",") if x.strip()]
+    bad = [x for x in args.pruner_list if x not in PRUNERS]
+    if not args.pruner_list or bad or len(set(args.pruner_list)) != len(args.pruner_list):
+        p.error(f"--pruners: unknown or repeated pruner {', '.join(bad) or args.pruners!r}; known: {', '.join(PRUNERS)}")
     from dpc.zoo import ZOO
 
     refs = [r.strip() for r in args.references.split(",") if r.strip()]
@@ -121,6 +142,18 @@ class Overall:
         self.bar.close()
 
 
+def pruning_for(pruner: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``strategies.search`` keywords of one pruner arm: the pruner, the settings of it given as flags."""
+    from strategies.pruners import get_pruner
+
+    params = {s.name: getattr(args, s.name) for s in get_pruner(pruner).settings if getattr(args, s.name, None) is not None}
+    return {"pruner": pruner, "pruner_params": params, "budget_unit": args.budget_unit, "eval_every": args.eval_every}
+
+
+def arm_study(experiment: str, name: str, pruner: str, seed: int) -> str:
+    return f"{experiment}-{name}-seed{seed}" if pruner == "none" else f"{experiment}-{name}-{pruner}-seed{seed}"
+
+
 def settings_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """The explicit strategy settings that apply to ``name`` (the rest: budget-scaled defaults)."""
     from strategies.registry import get_strategy
@@ -135,8 +168,19 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
     from strategies.incumbent import FRESH_SEED_BASE, reevaluate_incumbent
     from strategies.objectives import resolve_objective
 
-    obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed, dataset=args.dataset)
-    experiment = args.experiment or f"compare-{obj.name}"
+    obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed, dataset=args.dataset,
+                            eval_every=args.eval_every)
+    from strategies.pruners import eval_every_for
+
+    for pruner in args.pruner_list:
+        every = eval_every_for(obj, pruner, args.eval_every)
+        if every != args.eval_every:
+            print(f"pruner {pruner}: config {obj.config} evaluates only at the end; reporting val mIOU every {every} "
+                  f"steps (--eval-every {every})")
+            args.eval_every = every
+            obj = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed, dataset=args.dataset,
+                                    eval_every=every)
+    experiment = args.experiment or f"compare-{obj.name}" + ("-equivalents" if args.budget_unit == "equivalents" else "")
     storage = args.storage or str(Path("runs") / f"{experiment}.journal")
     out = Path(args.out or Path("runs") / experiment)
     budget = args.budget or obj.default_budget
@@ -163,14 +207,14 @@ def run(args: argparse.Namespace, argv: list[str], names: list[str], refs: list[
             study_attrs={"kind": "reference", "experiment": experiment, "objective": obj.spec, "config": obj.config,
                          "command": command},
         )
-    bar = Overall(len(names) * len(seeds) * budget, not args.quiet)
+    bar = Overall(len(names) * len(args.pruner_list) * len(seeds) * budget, not args.quiet)
     results = []
     in_memory = obj.simulated and args.workers == 1
     if in_memory:
         results = run_in_memory(args, obj, names, seeds, budget, storage, experiment, command, bar, reeval)
     else:
         results = run_studies(args, objective, names, seeds, budget, storage, experiment, command, bar)
-    print(f"{len(names) * len(seeds)} studies done in {time.time() - t0:.1f} s")
+    print(f"{len(results)} studies done in {time.time() - t0:.1f} s")
     if reeval and not in_memory:  # in-memory jobs re-evaluated their incumbents already
         t1 = time.time()
         print(f"re-training each study's incumbent with {reeval} fresh seeds, scored on the test split...", flush=True)
@@ -195,11 +239,11 @@ def run_studies(args, objective, names, seeds, budget, storage, experiment, comm
     results = []
     try:
         for seed in seeds:  # seeds outermost: an interrupted comparison stays balanced
-            for name in names:
+            for name, pruner in ((n, pr) for n in names for pr in args.pruner_list):
                 res = strategies.search(
                     objective, strategy=name, budget=budget, seed=seed, storage=storage, experiment=experiment,
                     config=args.config, eval_seed=args.eval_seed, workers=args.workers, dedupe=args.dedupe,
-                    dataset=args.dataset,
+                    dataset=args.dataset, study=arm_study(experiment, name, pruner, seed), **pruning_for(pruner, args),
                     strategy_params=settings_for(name, args) or None, command=command, on_progress=bar.study(f"{name} seed {seed}", budget),
                 )
                 bar.done(budget)
@@ -221,7 +265,7 @@ def _stored(storage: str, study_name: str, budget: int):
     if not any(s.study_name == study_name for s in handle.storage.get_all_studies()):
         return None
     study = optuna.load_study(study_name=study_name, storage=handle.storage)
-    if budget_status(study).used >= budget and "strategy_params" in study.user_attrs:
+    if budget_status(study).spent(study.user_attrs.get("budget_unit", "evaluations")) >= budget and "strategy_params" in study.user_attrs:
         return study
     optuna.delete_study(study_name=study_name, storage=handle.storage)
     return None
@@ -230,15 +274,14 @@ def _stored(storage: str, study_name: str, budget: int):
 _RESOLVED: dict = {}
 
 
-def simulated_study(args: argparse.Namespace, name: str, seed: int, budget: int, storage: str, experiment: str,
-                    command: str, reeval: int, objective: Any = None) -> str:
+def simulated_study(args: argparse.Namespace, name: str, pruner: str, seed: int, budget: int, storage: str,
+                    experiment: str, command: str, reeval: int, objective: Any = None) -> str:
     """One study of a replayed objective and its incumbent's re-evaluation (``{study}-incumbent``): run
     in memory, then copied whole into ``storage``, the companion first (a stored search study is done)."""
     import strategies
-    from strategies.api import default_study_name
     from strategies.optuna_adapter import storage_of
 
-    study_name = default_study_name(experiment, name, seed)
+    study_name = arm_study(experiment, name, pruner, seed)
     if _stored(storage, study_name, budget) is not None:
         return study_name
     import optuna
@@ -254,7 +297,7 @@ def simulated_study(args: argparse.Namespace, name: str, seed: int, budget: int,
     res = strategies.search(
         objective, strategy=name, budget=budget, seed=seed, storage=None,
         experiment=experiment, config=args.config, eval_seed=args.eval_seed, dedupe=args.dedupe,
-        strategy_params=settings_for(name, args) or None, command=command,
+        strategy_params=settings_for(name, args) or None, command=command, study=study_name, **pruning_for(pruner, args),
     )
     from strategies.incumbent import companion_name, reevaluate_incumbent
     from strategies.storage import open_storage
@@ -284,17 +327,17 @@ def run_in_memory(args, obj, names, seeds, budget, storage, experiment, command,
     from strategies.storage import open_storage
 
     jobs = args.jobs or os.cpu_count() or 1
-    todo = [(name, seed) for seed in seeds for name in names]
+    todo = [(name, pruner, seed) for seed in seeds for name in names for pruner in args.pruner_list]
     try:
         if jobs == 1:
-            for name, seed in todo:
+            for name, pruner, seed in todo:
                 bar.study(f"{name} seed {seed}", budget)
-                simulated_study(args, name, seed, budget, storage, experiment, command, reeval, obj)
+                simulated_study(args, name, pruner, seed, budget, storage, experiment, command, reeval, obj)
                 bar.done(budget)
         else:
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(simulated_study, args, name, seed, budget, storage, experiment, command, reeval)
-                           for name, seed in todo]
+                futures = [pool.submit(simulated_study, args, name, pruner, seed, budget, storage, experiment, command, reeval)
+                           for name, pruner, seed in todo]
                 for f in as_completed(futures):
                     f.result()
                     bar.done(budget)
@@ -302,12 +345,11 @@ def run_in_memory(args, obj, names, seeds, budget, storage, experiment, command,
         bar.close()
     handle = open_storage(storage)
     out = []
-    for name, seed in todo:
-        from strategies.api import default_study_name
-
-        study = optuna.load_study(study_name=default_study_name(experiment, name, seed), storage=handle.storage)
+    for name, pruner, seed in todo:
+        study = optuna.load_study(study_name=arm_study(experiment, name, pruner, seed), storage=handle.storage)
         settings = SearchSettings.of(strategy=name, seed=seed, budget=budget, objective=obj.spec, config=args.config,
-                                     eval_seed=args.eval_seed, storage=storage, experiment=experiment)
+                                     eval_seed=args.eval_seed, storage=storage, experiment=experiment,
+                                     study=study.study_name, **pruning_for(pruner, args))
         out.append((study, settings))
     return out
 
@@ -316,23 +358,29 @@ def summary_text(data: dict[str, Any]) -> str:
     """The report's summary and pairwise tables as plain text."""
     metric = data["metric"]
     test = any(row.get("test") for row in data["summary"].values()) or any(r.get("test") for r in data["references"])
-    lines = [f"final best val {metric} after {data['budget']} evaluations (over seeds)"
+    unit = "full-evaluation equivalents" if data.get("budget_unit") == "equivalents" else "evaluations"
+    w = max([10] + [len(s) for s in data["summary"]])
+    pruned = any(row.get("pruned") for row in data["summary"].values())
+    lines = [f"final best val {metric} after {data['budget']} {unit} (over seeds)"
              + (", and the incumbents' test value re-trained with fresh seeds:" if test else ":"),
-             f"{'strategy':<10} {'seeds':>5}  {'mean':>7} {'std':>7}  {'median':>7}  {'IQR':>17}  {'failed':>6}"
+             f"{'strategy':<{w}} {'seeds':>5}  {'mean':>7} {'std':>7}  {'median':>7}  {'IQR':>17}  {'failed':>6}"
+             + (f"  {'pruned':>6}" if pruned else "")
              + (f"  {'test mean':>9} {'std':>7} {'n':>3}" if test else "")]
     for s, row in data["summary"].items():
         t = row.get("test")
-        lines.append(f"{s:<10} {row['n']:>5}  {row['mean']:>7.4f} {row['std']:>7.4f}  {row['median']:>7.4f}  "
+        lines.append(f"{s:<{w}} {row['n']:>5}  {row['mean']:>7.4f} {row['std']:>7.4f}  {row['median']:>7.4f}  "
                      f"[{row['q25']:.4f}, {row['q75']:.4f}]  {row['failures']:>6}"
+                     + (f"  {row.get('pruned', 0):>6}" if pruned else "")
                      + ((f"  {t['mean']:>9.4f} {t['std']:>7.4f} {t['n']:>3}" if t else f"  {'n/a':>9}") if test else ""))
     for ref in data["references"]:
-        lines.append(f"{'ref ' + ref['name']:<17}{ref['value']:>14.4f}" + (
-            f"{'':>40}{ref['test_mean']:>9.4f} {ref['test_std']:>7.4f} {len(ref['test']):>3}" if ref.get("test") else ""))
+        lines.append(f"{'ref ' + ref['name']:<{w + 8}}{ref['value']:>7.4f}" + (
+            f"{'':>{45 + (8 if pruned else 0)}}{ref['test_mean']:>9.4f} {ref['test_std']:>7.4f} {len(ref['test']):>3}"
+            if ref.get("test") else ""))
     lines += ["", f"pairwise on {data.get('pairwise_basis', 'val')}", "(Mann-Whitney U, Cliff's delta; Wilcoxon by "
               "seed, rank-biserial r; Holm-corrected p):"]
     for t in data["pairwise"]:
         r = t["wilcoxon_r"]
-        lines.append(f"{t['a'] + ' vs ' + t['b']:<22} delta {t['cliffs_delta']:+.2f}  p {_p(t['mw_p_holm'])}   "
+        lines.append(f"{t['a'] + ' vs ' + t['b']:<{2 * w + 4}} delta {t['cliffs_delta']:+.2f}  p {_p(t['mw_p_holm'])}   "
                      f"r {'n/a' if r is None or r != r else f'{r:+.2f}'}  p {_p(t['wilcoxon_p_holm'])}")
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from . import workers as _workers
 from .base import check_seed
 from .interrupts import deferred_interrupts
 from .objectives import Objective, resolve_objective
+from .pruners import eval_every_for, make_pruner, pruner_params
 from .registry import get_strategy
 from .registry import strategy_params as default_params
 from .settings import SearchSettings
@@ -85,10 +86,13 @@ def search(
     strategy_entry = get_strategy(s.strategy)
     obj = resolve_objective(objective if objective is not None and not isinstance(objective, str) else s.objective,
                             config=s.config, eval_seed=s.eval_seed, cache_dir=s.cache_dir, threads=s.threads,
-                            dataset=s.dataset)
+                            dataset=s.dataset, eval_every=s.eval_every)
+    if s.pruner != "none":
+        obj, s = _prunable(obj, s, objective)
     s = s.replace(objective=obj.spec, budget=obj.default_budget if s.budget is None else s.budget,
                   experiment=s.experiment or obj.name)
     params = default_params(s.strategy, s.budget, s.strategy_params)
+    pruning = pruner_params(s.pruner, s.pruner_params)
     strategy_entry.sampler(seed=s.seed, branches=s.branches, **params)  # validate before touching storage
     if s.workers > 1 and obj.spec.startswith("python:"):
         raise ValueError("workers > 1 needs an objective spec string (the workers are processes that rebuild it)")
@@ -100,14 +104,18 @@ def search(
     attrs = {
         "strategy": s.strategy, "seed": s.seed, "budget": s.budget, "objective": obj.spec, "config": obj.config,
         "branches": s.branches, "command": s.command or _api_command(s, obj.spec),
+        "pruner": s.pruner, "pruner_params": pruning, "budget_unit": s.budget_unit,
     }
     if s.dataset is not None:
         attrs["dataset"] = s.dataset
+    if s.eval_every is not None:
+        attrs["eval_every"] = s.eval_every
     with deferred_interrupts(), handle.lock(name):  # workers starting together agree on one study
         study, params = open_study(handle, name, attrs, params, s.strategy_params)
     resumed = budget_status(study).used > 0
     sampler = strategy_entry.sampler(seed=s.seed, branches=s.branches, **params)
-    study = optuna.load_study(study_name=name, storage=handle.storage, sampler=sampler)
+    study = optuna.load_study(study_name=name, storage=handle.storage, sampler=sampler,
+                              pruner=make_pruner(s.pruner, study.user_attrs.get("pruner_params", pruning)))
     if on_start is not None:
         on_start(study, handle, resumed, params)
     if s.workers == 1:
@@ -121,6 +129,23 @@ def search(
     return SearchResult(study, handle.display, budget_status(study), params, obj.metric, obj, s)
 
 
+def _prunable(obj: Objective, s: SearchSettings, given: Any) -> tuple[Objective, SearchSettings]:
+    """The objective with intermediate values a pruner can act on: a config that only evaluates at
+    the end gets ``eval_every`` = a sixth of its training (values unchanged; the config hash says so)."""
+    every = eval_every_for(obj, s.pruner, s.eval_every)
+    if every == s.eval_every:
+        return obj, s
+    if given is not None and not isinstance(given, str):
+        raise ValueError(f"--pruner {s.pruner}: objective {obj.spec} reports only its final value; resolve it with "
+                         f"eval_every (e.g. {every}) or pass the spec string")
+    log.warning("pruner %s: config %s evaluates only at the end; reporting val mIOU every %d steps (--eval-every)",
+                s.pruner, obj.config, every)
+    s = s.replace(eval_every=every)
+    obj = resolve_objective(s.objective, config=s.config, eval_seed=s.eval_seed, cache_dir=s.cache_dir,
+                            threads=s.threads, dataset=s.dataset, eval_every=every)
+    return obj, s
+
+
 def _api_command(s: SearchSettings, objective: str) -> str:
     return f"strategies.search({objective!r}, strategy={s.strategy!r}, budget={s.budget}, seed={s.seed})"
 
@@ -131,7 +156,8 @@ def run_queue(settings: SearchSettings, on_progress: Callable[[BudgetStatus], No
     if settings.study is None or settings.storage is None:
         raise ValueError("a queue worker needs settings.study and a persistent settings.storage")
     obj = resolve_objective(settings.objective, config=settings.config, eval_seed=settings.eval_seed,
-                            cache_dir=settings.cache_dir, threads=settings.threads, dataset=settings.dataset)
+                            cache_dir=settings.cache_dir, threads=settings.threads, dataset=settings.dataset,
+                            eval_every=settings.eval_every)
     handle = open_storage(settings.storage)
     study = optuna.load_study(study_name=settings.study, storage=handle.storage, sampler=optuna.samplers.RandomSampler())
     obj.prepare()

@@ -115,6 +115,8 @@ class Objective:
 
     build_fn: Callable[[], Any] | None = None  # build the caches on disk only (the parent of several workers)
     simulated: bool = False  # a replayed table (bench): milliseconds an evaluation, so a comparison runs each study in memory
+    steps: int | None = None  # training steps of a full evaluation (a pruned trial's compute = its steps / these)
+    eval_every: int = 0  # steps between the intermediate values it reports (0: only the final one)
 
     def prepare(self) -> None:
         if self.prepare_fn is not None:
@@ -185,7 +187,7 @@ def _check_dataset(dataset: Any) -> str:
 
 
 def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir: str | None, threads: int | None,
-               dataset: str | None = None) -> Objective:
+               dataset: str | None = None, eval_every: int | None = None) -> Objective:
     kind = "full" if full else "proxy"
     try:
         from proxy.config import default_config_name, get_config
@@ -201,11 +203,13 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         cfg = get_config(name, full=full)
     except ValueError as e:
         raise ObjectiveError(one_line(str(e))) from None
+    if eval_every is not None:  # in the config hash, so results say so; the values are unchanged by it
+        cfg = cfg.replace(eval_every=int(eval_every))
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
-    evaluator = Evaluator(config=name, cache_dir=cache_dir, dataset=dataset)
+    evaluator = Evaluator(config=cfg if eval_every is not None else name, cache_dir=cache_dir, dataset=dataset)
 
     def fn(genome: Genome, callback: Callable[[int, float], None] | None = None, seed: int | None = None) -> Any:
         return evaluator.evaluate(genome, seed=eval_seed if seed is None else seed, callback=callback)
@@ -217,6 +221,7 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         takes_seed=True, has_test=True,
         default_budget=int(getattr(cfg, "default_budget", 16)),
         default_reeval_seeds=int(getattr(cfg, "default_reeval_seeds", 3)),
+        steps=int(cfg.iterations), eval_every=int(cfg.eval_every or 0),
     )
 
 
@@ -227,11 +232,13 @@ def resolve_objective(
     cache_dir: str | None = None,
     threads: int | None = None,
     dataset: str | None = None,
+    eval_every: int | None = None,
 ) -> Objective:
     """``"proxy"``, ``"full"``, ``"synthetic:slow,sleep=1"``, ``"pkg.mod:fn"`` or a callable.
 
     ``dataset`` (``scenes[:PRESET]``, ``voc:PATH``, ``cityscapes:PATH``) is the evaluators'
-    training and validation data; only ``proxy`` and ``full`` take one.
+    training and validation data; only ``proxy`` and ``full`` take one, and ``eval_every`` (their
+    intermediate val mIOU every N steps, for pruners), too.
 
     Bad specs and options are a one-line ObjectiveError: ``eval_seed`` an integer in 0..2^64-1,
     ``threads`` an integer in 1..1024, ``config`` and ``cache_dir`` strings (synthetic options:
@@ -265,7 +272,7 @@ def resolve_objective(
     if head in ("proxy", "full"):
         if sep:
             raise ObjectiveError(f"--objective {head} takes no options (use --config), got {brief(spec, 60)}")
-        return _evaluator(head == "full", config, eval_seed, cache_dir, threads, dataset)
+        return _evaluator(head == "full", config, eval_seed, cache_dir, threads, dataset, eval_every)
     if head == "bench":
         try:
             from benchmarks.bench_objective import make_bench_objective
@@ -274,7 +281,7 @@ def resolve_objective(
         fn = make_bench_objective(rest, config=config, eval_seed=eval_seed, cache_dir=cache_dir)
         name = config or "cpu"
         return Objective(fn, spec, f"bench-{name}", config=name, metric="mIOU", takes_callback=True, takes_seed=True,
-                         has_test=True, simulated=True)
+                         has_test=True, simulated=True, steps=fn.iterations, eval_every=fn.eval_every)
     if head == "synthetic":
         from .synthetic import make_synthetic
 

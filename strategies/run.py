@@ -199,6 +199,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s = p.add_argument_group("strategy settings (declared on each strategy; defaults scale with the budget)")
     add_strategy_flags(s)
+    add_pruner_flags(p.add_argument_group("pruning (multi-fidelity: strategies.pruners)"))
     f = p.add_argument_group("faults")
     d = SearchSettings()  # the one set of defaults
     f.add_argument("--heartbeat", type=heartbeat_seconds, default=d.heartbeat,
@@ -262,6 +263,37 @@ def add_strategy_flags(group: Any) -> None:
             group.add_argument(setting.flag, dest=setting.name, type=setting_type(setting), help=f"{users}: {setting.help}")
 
 
+def add_pruner_flags(group: Any) -> None:
+    """``--pruner``, its settings (declared on each pruner), ``--budget-in`` and ``--eval-every``."""
+    from .pruners import PRUNERS, pruner_settings
+    from .settings import BUDGET_UNITS
+
+    group.add_argument("--pruner", choices=list(PRUNERS), default="none",
+                       help="stop weak candidates early: " + "; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values()))
+    group.add_argument("--budget-in", dest="budget_unit", choices=BUDGET_UNITS, default="evaluations",
+                       help="count --budget in trials (evaluations, the default) or in full-evaluation equivalents "
+                       "(steps trained / steps of a full evaluation, summed: pruned trials cost their part)")
+    group.add_argument("--eval-every", type=positive_int, default=None,
+                       help="proxy/full: val mIOU every N training steps, what a pruner acts on (default: the config's; "
+                       "with a pruner and a config that evaluates only at the end, a sixth of the training)")
+    for setting in pruner_settings().values():
+        users = "/".join(name for name, p in PRUNERS.items() if setting in p.settings)
+        group.add_argument(setting.flag, dest=setting.name, type=setting_type(setting), help=f"{users}: {setting.help}")
+
+
+def explicit_pruner_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The pruner settings given on the command line that the chosen pruner takes (others: an error)."""
+    from .pruners import get_pruner, pruner_settings
+
+    given = {name: getattr(args, name) for name in pruner_settings() if getattr(args, name, None) is not None}
+    takes = {s.name for s in get_pruner(args.pruner).settings}
+    extra = sorted(set(given) - takes)
+    if extra:
+        flags = ", ".join(pruner_settings()[k].flag for k in extra)
+        raise ValueError(f"{flags} do(es) not apply to --pruner {args.pruner}")
+    return given
+
+
 def explicit_params(args: argparse.Namespace) -> dict[str, Any]:
     """The strategy settings given on the command line (the rest get their defaults)."""
     return {name: getattr(args, name) for name, st in all_settings().items()
@@ -274,8 +306,8 @@ FLAG_OF = {name: st.flag for name, st in all_settings().items() if st.flag}
 class Progress:
     """tqdm bar: trials used of the budget, and the best value so far."""
 
-    def __init__(self, strategy: str, budget: int, metric: str, enabled: bool) -> None:
-        self.strategy, self.budget, self.metric, self.enabled = strategy, budget, metric, enabled
+    def __init__(self, strategy: str, budget: int, metric: str, enabled: bool, unit: str = "evaluations") -> None:
+        self.strategy, self.budget, self.metric, self.enabled, self.unit = strategy, budget, metric, enabled, unit
         self.bar = None
 
     def __call__(self, status) -> None:
@@ -284,11 +316,12 @@ class Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.budget, initial=min(status.used, self.budget), desc=self.strategy, unit="trial",
-                            file=sys.stderr, dynamic_ncols=True)
-        self.bar.n = min(status.used, self.budget)
+            self.bar = tqdm(total=self.budget, initial=min(int(status.spent(self.unit)), self.budget), desc=self.strategy,
+                            unit="trial" if self.unit == "evaluations" else "eq", file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = min(round(status.spent(self.unit), 2), self.budget)
         best = "-" if status.best is None else f"{status.best:.4f}"
         fails = f", {status.failed} failed" if status.failed else ""
+        fails += f", {status.pruned} pruned" if status.pruned else ""
         self.bar.set_postfix_str(f"best {self.metric} {best}{fails}", refresh=False)
         self.bar.refresh()
 
@@ -308,6 +341,10 @@ def summary(result, out_dir: str, elapsed: float, incumbent=None) -> tuple[list[
     st = result.status
     budget = result.study.user_attrs.get("budget")
     lines = [f"{st.used}/{budget} trials used ({st.complete} complete, {st.failed} failed) in {_duration(elapsed)}"]
+    if st.pruned or result.study.user_attrs.get("budget_unit") == "equivalents":
+        lines[0] = (f"{st.used} trials ({st.complete - st.pruned} complete, {st.pruned} pruned, {st.failed} failed), "
+                    f"{st.compute:.2f}/{budget if result.study.user_attrs.get('budget_unit') == 'equivalents' else st.used} "
+                    f"full-evaluation equivalents, in {_duration(elapsed)}")
     t = st.best_trial
     if t is None:
         lines.append("no trial completed: see each trial's failure_reason (optuna-dashboard, or analysis)")
@@ -385,7 +422,8 @@ def settings_from_args(args: argparse.Namespace, argv: list[str], experiment: st
         dedupe=args.dedupe, branches=args.branches, eval_seed=args.eval_seed, cache_dir=args.cache_dir,
         threads=args.threads, heartbeat=args.heartbeat, grace=args.grace, max_retry=args.max_retry, poll=args.poll,
         max_consecutive_failures=args.max_consecutive_failures, strategy_params=explicit_params(args),
-        command=shlex.join(["python", "-m", "strategies.run", *argv]),
+        command=shlex.join(["python", "-m", "strategies.run", *argv]), pruner=args.pruner,
+        pruner_params=explicit_pruner_params(args), budget_unit=args.budget_unit, eval_every=args.eval_every,
     )
 
 
@@ -393,6 +431,7 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
 
     from .api import run_queue, search
     from .objectives import ObjectiveError, resolve_objective
+    from .pruners import eval_every_for
     from .settings import SearchSettings
     from .storage import StorageError
     from .study import SearchError
@@ -406,9 +445,18 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
     else:
         try:
             objective = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed,
-                                          cache_dir=args.cache_dir, threads=args.threads, dataset=args.dataset)
-        except ObjectiveError as e:
-            parser.exit(2, f"{PROG}: error: {e}\n")
+                                          cache_dir=args.cache_dir, threads=args.threads, dataset=args.dataset,
+                                          eval_every=args.eval_every)
+            every = eval_every_for(objective, args.pruner, args.eval_every)
+            if every != args.eval_every:
+                print(f"pruner {args.pruner}: config {objective.config} evaluates only at the end; reporting val mIOU "
+                      f"every {every} steps (--eval-every {every})", flush=True)
+                args.eval_every = every
+                objective = resolve_objective(args.objective, config=args.config, eval_seed=args.eval_seed,
+                                              cache_dir=args.cache_dir, threads=args.threads, dataset=args.dataset,
+                                              eval_every=every)
+        except (ObjectiveError, ValueError) as e:
+            parser.exit(2, f"{PROG}: error: {one_line(str(e))}\n")
         if args.workers is None:  # auto: 1 on the CPU (quietly, as before); on CUDA from free GPU memory
             from .workers import auto_workers_reason, gpu_count
 
@@ -427,7 +475,8 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
             parser.exit(2, f"{PROG}: error: {one_line(str(e))}\n")
     budget = settings.budget or (objective.default_budget if objective is not None else 0)
     show = not (args.quiet or worker)
-    progress = Progress(settings.strategy or "cells", budget, objective.metric if objective else "value", enabled=show)
+    progress = Progress(settings.strategy or "cells", budget, objective.metric if objective else "value", enabled=show,
+                        unit=settings.budget_unit)
 
     def on_start(study, handle, resumed, params) -> None:
         if worker:
@@ -436,7 +485,9 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
         print(f"{settings.strategy} search on {objective.spec}" + (f" (config {objective.config})" if objective.config else "")
               + (f", dataset {settings.dataset}" if settings.dataset else "")
               + f": budget {budget}, seed {settings.seed}" + (f", {settings.workers} workers" if settings.workers > 1 else "")
-              + (f"; {described}" if described else ""))
+              + (f"; {described}" if described else "")
+              + (f"; pruner {settings.pruner}" if settings.pruner != "none" else "")
+              + ("; budget in full-evaluation equivalents" if settings.budget_unit == "equivalents" else ""))
         from .study import budget_status
 
         used = budget_status(study).used

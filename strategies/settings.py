@@ -16,6 +16,7 @@ MAX_BUDGET = 10_000_000
 MAX_HEARTBEAT_S = 3600.0  # also the longest poll
 MAX_GRACE_S = 7 * 86400.0
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # experiment and study names (no '..' either): no paths
+BUDGET_UNITS = ("evaluations", "equivalents")
 HEARTBEAT_S, GRACE_S = 10.0, 60.0  # the one set of timing defaults (searches and cell queues)
 
 
@@ -45,6 +46,10 @@ class SearchSettings:
     max_consecutive_failures: int = 10
     strategy_params: Mapping[str, Any] = field(default_factory=dict)  # explicit settings only
     command: str | None = None
+    pruner: str = "none"  # strategies.pruners: none | median | asha | hyperband
+    pruner_params: Mapping[str, Any] = field(default_factory=dict)  # explicit pruner settings only
+    budget_unit: str = "evaluations"  # or "equivalents": steps trained / steps of a full evaluation, summed
+    eval_every: int | None = None  # the evaluator's intermediate val mIOU every N steps (None: the config's)
 
     def __post_init__(self) -> None:
         for name in ("storage", "cache_dir"):  # paths travel as strings (JSON to the workers)
@@ -73,6 +78,19 @@ class SearchSettings:
             if value is not None and not (isinstance(value, str) and re.fullmatch(NAME_PATTERN, value, re.ASCII)
                                           and ".." not in value):
                 raise ValueError(f"{name} must match {NAME_PATTERN} without '..' (no paths), got {value!r}")
+        if self.eval_every is not None:
+            _int(self, "eval_every", 1, 10**9)
+        if self.budget_unit not in BUDGET_UNITS:
+            raise ValueError(f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, got {self.budget_unit!r}")
+        from .pruners import PRUNERS
+
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"unknown pruner {self.pruner!r}; known: {', '.join(PRUNERS)}")
+        if self.pruner_params is None:
+            object.__setattr__(self, "pruner_params", {})
+        if not isinstance(self.pruner_params, Mapping):
+            raise ValueError(f"pruner_params must be a mapping, got {self.pruner_params!r}")
+        object.__setattr__(self, "pruner_params", {k: v for k, v in dict(self.pruner_params).items() if v is not None})
         if self.strategy_params is None:
             object.__setattr__(self, "strategy_params", {})
         if not isinstance(self.strategy_params, Mapping):

@@ -36,7 +36,7 @@ from dpc.genome import DEFAULT_BRANCHES, Genome
 
 from .heartbeat import BEAT_KEY, OWNER_KEY, Heartbeat, claim, owner_record, release, stale_reason
 from .interrupts import deferred_interrupts
-from .objectives import EvaluationFailure, Objective, failure_reason, one_line
+from .objectives import EvaluationFailure, Objective, as_mapping, failure_reason, one_line
 from .optuna_adapter import FIXED_PARAMS_KEY, pop_waiting, start_trial, storage_of, trial_id
 from .settings import SearchSettings
 from .space import search_space, whole_cell
@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 
 RETRIES_KEY = "dpc:retries"
 REQUEUED_KINDS = ("stale", "interrupted")
-STUDY_KEYS = ("strategy", "seed", "objective", "config", "branches", "dataset")
+STUDY_KEYS = ("strategy", "seed", "objective", "config", "branches", "dataset", "pruner", "pruner_params", "budget_unit",
+              "eval_every")
+STUDY_DEFAULTS = {"pruner": "none", "pruner_params": {}, "budget_unit": "evaluations"}  # what studies made before them ran with
 ZERO_COST_KEYS = ("train_seconds", "eval_seconds")
 # Trial attrs the worker loop and samplers own; the rest came from the objective's result.
 OWN_KEYS = frozenset(
@@ -68,10 +70,16 @@ class BudgetStatus:
     waiting: int = 0
     best: float | None = None
     best_trial: FrozenTrial | None = field(default=None, repr=False)
+    pruned: int = 0  # of ``complete``: stopped early by the pruner
+    compute: float = 0.0  # full-evaluation equivalents spent: each trial's ``compute`` (1 unless pruned)
 
     @property
     def used(self) -> int:
         return self.complete + self.failed
+
+    def spent(self, unit: str = "evaluations") -> float:
+        """Budget spent, counted in trials (``evaluations``) or in full-evaluation ``equivalents``."""
+        return round(self.compute, 9) if unit == "equivalents" else self.used  # 1/3 + 2/3 is 1 here
 
     @classmethod
     def of(cls, trials: list[FrozenTrial]) -> "BudgetStatus":
@@ -79,6 +87,8 @@ class BudgetStatus:
         for t in trials:
             if t.state == TrialState.COMPLETE or t.state == TrialState.PRUNED:
                 s.complete += 1
+                s.pruned += t.state == TrialState.PRUNED
+                s.compute += _compute(t)
                 if t.state == TrialState.COMPLETE and t.value is not None and (
                     s.best is None or t.value > s.best or (t.value == s.best and t.number < s.best_trial.number)
                 ):
@@ -88,11 +98,17 @@ class BudgetStatus:
                     s.requeued += 1
                 else:
                     s.failed += 1
+                    s.compute += _compute(t)
             elif t.state == TrialState.RUNNING:
                 s.running += 1
             elif t.state == TrialState.WAITING:
                 s.waiting += 1
         return s
+
+
+def _compute(t: FrozenTrial) -> float:
+    c = t.user_attrs.get("compute")
+    return float(c) if isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 else 1.0
 
 
 def budget_status(study: Study) -> BudgetStatus:
@@ -137,9 +153,10 @@ def open_study(
         study.set_user_attr("strategy_params", dict(strategy_params))
         return study, dict(strategy_params)
     for key in STUDY_KEYS:
-        if key in attrs and stored.get(key) != attrs[key]:
+        was = stored.get(key, STUDY_DEFAULTS.get(key))
+        if key in attrs and was != attrs[key]:
             raise SearchError(
-                f"study {name!r} in {handle.display} was run with {key}={stored.get(key)!r}, not {attrs[key]!r}; "
+                f"study {name!r} in {handle.display} was run with {key}={was!r}, not {attrs[key]!r}; "
                 "pass the same value, or another --study/--experiment"
             )
     params = dict(stored.get("strategy_params") or {})
@@ -278,10 +295,16 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Search
             value = float(source.value)
         else:
             def report(step: int, value: float) -> None:
-                try:  # intermediate values are for plots; they must never fail an evaluation
+                try:  # intermediate values are for plots and the pruner; a failed write must never fail an evaluation
                     trial.report(float(value), int(step))
                 except Exception as e:
                     log.debug("trial %d: report(%s, %s) failed: %s", trial.number, step, value, e)
+                    return
+                reached[0] = int(step)
+                if prune and int(step) < (objective.steps or 0) and trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {step}")  # inside the evaluator's loop: training stops
+
+            prune, reached = settings.pruner != "none", [0]
 
             seed = trial.user_attrs.get("eval_seed")  # a queue cell re-trained with its own seed
             if heartbeat:
@@ -292,6 +315,13 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Search
             attrs, value = outcome.attrs, outcome.value
     except (KeyboardInterrupt, SystemExit):
         raise
+    except optuna.TrialPruned as e:
+        attrs = {**as_mapping(getattr(e, "attrs", None) or {}), "pruned_step": reached[0],
+                 "compute": reached[0] / objective.steps if objective.steps else 1.0}
+        if not _finish(study, trial, attrs, state=TrialState.PRUNED):
+            return "LOST", None
+        log.info("trial %d pruned at step %d", trial.number, reached[0])
+        return "PRUNED", None
     except EvaluationFailure as e:
         return _fail(study, trial, e.reason)
     except Exception as e:  # the objective's own errors are the trial's, not the study's
@@ -313,17 +343,18 @@ def run_trial(study: Study, trial: Trial, objective: Objective, settings: Search
     return "COMPLETE", None
 
 
-def _finish(study: Study, trial: Trial, attrs: Mapping[str, Any], value: float | None = None) -> bool:
-    """Record attrs and tell (COMPLETE with ``value``, else FAIL); False if another worker
-    had already finished the trial (declared it stale)."""
+def _finish(study: Study, trial: Trial, attrs: Mapping[str, Any], value: float | None = None,
+            state: TrialState | None = None) -> bool:
+    """Record attrs and tell (COMPLETE with ``value``, PRUNED if ``state`` says so, else FAIL);
+    False if another worker had already finished the trial (declared it stale)."""
     with deferred_interrupts():
         try:
             _set_attrs(study, trial, attrs)
         except UpdateFinishedTrialError:
             return False
-        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        state = state or (TrialState.COMPLETE if value is not None else TrialState.FAIL)
         frozen = study.tell(trial, value, state=state, skip_if_finished=True)
-    return frozen.state == state and (state == TrialState.COMPLETE or frozen.user_attrs.get("failure_kind") == "error")
+    return frozen.state == state and (state != TrialState.FAIL or frozen.user_attrs.get("failure_kind") == "error")
 
 
 def _fail(study: Study, trial: Trial, reason: str) -> tuple[str, str | None]:
@@ -393,7 +424,7 @@ def run_worker(
                         stats.requeued_stale += handled
                         trials = study.get_trials(deepcopy=False)
                 status = BudgetStatus.of(trials)
-                if budget is None or status.used + status.running < budget:
+                if budget is None or status.spent(settings.budget_unit) + status.running < budget:
                     owner = owner_record() if handle.persistent else None
                     trial = start_next(study, space, trials, owner, draw=budget is not None)
             if on_progress is not None:
@@ -425,7 +456,7 @@ def run_worker(
             if "re-run" not in str(err):
                 err = StorageError(f"{err}; every completed trial is kept: re-run the same command once storage is writable")
             raise err from None
-        if state == "COMPLETE":
+        if state in ("COMPLETE", "PRUNED"):
             stats.complete += 1
             in_a_row = 0
         elif state == "FAIL":
