@@ -477,6 +477,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     if args.command == "info":
+        if __name__ == "__main__":  # `bench info | head`: stop quietly when the reader goes away
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         return info(args)
     if args.workers < 1:
         parser().error("--workers must be >= 1")
