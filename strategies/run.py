@@ -336,6 +336,30 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def pruning_line(study) -> str | None:
+    """What pruning saved: the pruned trials' training time against as many full ones (the median
+    complete trial's), from the trials' own start and end times."""
+    import statistics
+
+    def seconds(t) -> float | None:
+        if t.datetime_start is None or t.datetime_complete is None:
+            return None
+        start, end = (d.astimezone().replace(tzinfo=None) if d.tzinfo else d for d in (t.datetime_start, t.datetime_complete))
+        return (end - start).total_seconds()  # (in memory, Optuna stores an aware start and a naive, local end)
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.COMPLETE))
+    pruned = [seconds(t) for t in trials if t.state == TrialState.PRUNED]
+    full = [seconds(t) for t in trials if t.state == TrialState.COMPLETE and "dedupe_of" not in t.user_attrs]
+    pruned, full = [x for x in pruned if x is not None], [x for x in full if x is not None]
+    if not pruned or not full:
+        return None
+    steps = sorted(t.user_attrs.get("pruned_step", 0) for t in trials if t.state == TrialState.PRUNED)
+    would = len(pruned) * statistics.median(full)
+    return (f"pruned    {len(pruned)} trials at steps {steps[0]}-{steps[-1]}: {_duration(sum(pruned))} of training instead "
+            f"of ~{_duration(would)} for full ones (median complete trial {_duration(statistics.median(full))}), "
+            f"saved ~{_duration(max(0.0, would - sum(pruned)))}")
+
+
 def summary(result, out_dir: str, elapsed: float, incumbent=None) -> tuple[list[str], int]:
     """The lines printed at the end, and the exit status (1 if no trial completed)."""
     st = result.status
@@ -345,6 +369,9 @@ def summary(result, out_dir: str, elapsed: float, incumbent=None) -> tuple[list[
         lines[0] = (f"{st.used} trials ({st.complete - st.pruned} complete, {st.pruned} pruned, {st.failed} failed), "
                     f"{st.compute:.2f}/{budget if result.study.user_attrs.get('budget_unit') == 'equivalents' else st.used} "
                     f"full-evaluation equivalents, in {_duration(elapsed)}")
+    saved = pruning_line(result.study)
+    if saved:
+        lines.append(saved)
     t = st.best_trial
     if t is None:
         lines.append("no trial completed: see each trial's failure_reason (optuna-dashboard, or analysis)")
