@@ -342,6 +342,8 @@ def pruning_line(study) -> str | None:
     import statistics
 
     def seconds(t) -> float | None:
+        if isinstance(t.user_attrs.get("simulated_seconds"), (int, float)):  # a replayed objective's clock
+            return float(t.user_attrs["simulated_seconds"])
         if t.datetime_start is None or t.datetime_complete is None:
             return None
         start, end = (d.astimezone().replace(tzinfo=None) if d.tzinfo else d for d in (t.datetime_start, t.datetime_complete))
