@@ -126,3 +126,19 @@ def test_search_on_the_proxy_with_a_pruner_sets_eval_every_and_records_pruned_st
             assert t.user_attrs["pruned_step"] < 20 and t.user_attrs["compute"] < 1
         else:
             assert t.state == TrialState.COMPLETE and max(t.intermediate_values) == 20
+
+
+def test_learning_curves_table_and_figure_show_where_training_stopped(bench, tmp_path, capsys):
+    from analysis import learning_curves
+
+    d, _ = bench
+    storage = str(tmp_path / "lc.journal")
+    res = strategies.search(f"bench:data={d}", strategy="random", budget=10, seed=1, storage=storage, experiment="lc",
+                            pruner="median", pruner_params={"prune_startup": 1}, cache_dir=str(tmp_path / "c"))
+    n_pruned = sum(t.state == TrialState.PRUNED for t in res.study.get_trials())
+    assert n_pruned
+    assert learning_curves.main(["--storage", storage, "--study", res.study.study_name, "--out", str(tmp_path / "lc")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| pruned | 100 |") + out.count("| pruned | 200 |") == n_pruned
+    assert out.count("| complete | 300 |") == 10 - n_pruned
+    assert (tmp_path / "lc.png").stat().st_size > 1000
