@@ -222,8 +222,10 @@ def pending_reruns(trials: list[FrozenTrial], branches: int = DEFAULT_BRANCHES) 
 def start_rerun(study: Study, failed: FrozenTrial, space, owner: dict[str, Any] | None = None) -> Trial:
     """Start the re-run of a pending cell, owner and heartbeat included, in one write."""
     retries = int(failed.system_attrs.get(RETRIES_KEY, 0)) + (failed.user_attrs.get("failure_kind") == "stale")
-    keep = ("origin", "parent", "tournament")
-    user_attrs = {k: failed.user_attrs[k] for k in keep if k in failed.user_attrs}
+    # Everything it was started with (a search's origin/parent/tournament; a queue cell's eval_seed and
+    # its own attrs: without its eval_seed a re-run would train with the default seed), not how it failed.
+    drop = ("failure_reason", "failure_kind", "retry_of", "dedupe_of")
+    user_attrs = {k: v for k, v in failed.user_attrs.items() if k not in drop}
     user_attrs["retry_of"] = failed.number
     system_attrs = {FIXED_PARAMS_KEY: dict(failed.params), RETRIES_KEY: retries,
                     OWNER_KEY: owner or owner_record(), BEAT_KEY: time.time()}

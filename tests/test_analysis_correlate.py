@@ -195,3 +195,34 @@ def test_a_cell_queue_runs_on_two_worker_processes(tmp_path):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     assert len({t.system_attrs[OWNER_KEY]["pid"] for t in trials}) == 2  # both workers took cells
     assert sorted(t.user_attrs["i"] for t in trials) == list(range(6))
+
+
+def test_a_rerun_of_a_dead_workers_queue_trial_keeps_its_seed_and_attrs():
+    """A worker that wrote its cell's params and died: the re-run trains with the cell's own seed."""
+    from strategies.cells import Cell, evaluate_cells
+    from strategies.heartbeat import OWNER_KEY, host_id
+    from strategies.space import search_space
+
+    st = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=st, study_name="q", direction="maximize")
+    g = zoo_cell("aspp")
+    queue = [Cell(g, {"cell": "aspp"}, seed=7)]
+    assert plan(study, queue)["enqueued"] == 1
+    tid = study._pop_waiting_trial_id()
+    space = search_space(len(g))
+    for name, value in g.to_params().items():  # the worker drew the whole cell ...
+        st.set_trial_param(tid, name, space[name].to_internal_repr(value), space[name])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # ... and died
+    st.set_trial_system_attr(tid, OWNER_KEY, {"host": host_id(), "pid": dead.pid, "start": None})
+    seeds = []
+
+    def score(genome, seed=None):
+        seeds.append(seed)
+        return 0.5
+
+    study = evaluate_cells(st, "q", queue, score, progress=False)
+    old, new = study.get_trials()
+    assert old.user_attrs["failure_kind"] == "stale" and new.user_attrs["retry_of"] == old.number
+    assert seeds == [7] and new.user_attrs["eval_seed"] == 7 and new.user_attrs["cell"] == "aspp"
+    assert new.state == TrialState.COMPLETE and "failure_reason" not in new.user_attrs
