@@ -258,10 +258,9 @@ def _stored(storage: str, study_name: str, budget: int):
     """The stored study if it has its whole budget; a partial one (a copy cut short) is deleted."""
     import optuna
 
-    from strategies.storage import open_storage
     from strategies.study import budget_status
 
-    handle = open_storage(storage)
+    handle = _handle(storage)
     if not any(s.study_name == study_name for s in handle.storage.get_all_studies()):
         return None
     study = optuna.load_study(study_name=study_name, storage=handle.storage)
@@ -272,6 +271,17 @@ def _stored(storage: str, study_name: str, budget: int):
 
 
 _RESOLVED: dict = {}
+_HANDLES: dict = {}
+
+
+def _handle(storage: str):
+    """One storage handle per process: a journal is replayed whole when opened, so a job that opened
+    it per study would read the growing file again and again (quadratic); a kept one reads on."""
+    from strategies.storage import open_storage
+
+    if storage not in _HANDLES:
+        _HANDLES[storage] = open_storage(storage)
+    return _HANDLES[storage]
 
 
 def simulated_study(args: argparse.Namespace, name: str, pruner: str, seed: int, budget: int, storage: str,
@@ -300,12 +310,11 @@ def simulated_study(args: argparse.Namespace, name: str, pruner: str, seed: int,
         strategy_params=settings_for(name, args) or None, command=command, study=study_name, **pruning_for(pruner, args),
     )
     from strategies.incumbent import companion_name, reevaluate_incumbent
-    from strategies.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if reeval:
         reevaluate_incumbent(res.study, res.settings, objective, reeval)
-    target = open_storage(storage).storage
+    target = _handle(storage).storage
     if reeval:
         companion = companion_name(study_name)
         if any(s.study_name == companion for s in target.get_all_studies()):
