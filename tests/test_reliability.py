@@ -47,7 +47,7 @@ def reference() -> tuple[list[str], int, int]:
     """The uninterrupted run: its cells, and how many journal lines creation and trial 0 take."""
     ref = search(StructuredObjective(), "evolution", BUDGET, 5, strategy_params={"population": 3, "tournament": 2})
     cells = [t.user_attrs["genome"] for t in ref.study.trials]
-    return cells, 9, 17  # (study: create + 8 attributes; trial 0: start, 10 params, 5 attributes, tell)
+    return cells, 12, 17  # (study: create + 11 attributes, pruner ones included; trial 0: start, 10 params, 5 attributes, tell)
 
 
 def test_the_reference_line_counts_match_a_real_journal(tmp_path, reference):
