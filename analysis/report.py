@@ -207,7 +207,7 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
     from .cell_graph import draw_cell
     from .correlate import analyse, format_table
     from .curves import final_values, runs_from_records
-    from .stats import pairwise_tests, summarize
+    from .stats import pairwise_tests, pruner_effects, summarize
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,6 +291,8 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
     data["pairwise_basis"] = basis.replace("**", "").replace("`", "")
     tests = pairwise_tests(final_test if on_test else final)
     data["pairwise"] = [t.to_dict() for t in tests]
+    effects = pruner_effects(final_test if on_test else final)
+    data["pruner_effects"] = [t.to_dict() for t in effects]
     test_rows = [[f"{t.a} vs {t.b}", _fmt(t.median_a), _fmt(t.median_b), _fmt(t.mw_u, 1), _p(t.mw_p), _p(t.mw_p_holm),
                   f"{t.cliffs_delta:+.2f}", t.wilcoxon_pairs, _p(t.wilcoxon_p), _p(t.wilcoxon_p_holm), f"{t.wilcoxon_r:+.2f}"
                   if math.isfinite(t.wilcoxon_r) else "–"] for t in tests]
@@ -367,6 +369,17 @@ def build(storage, out: str | Path, experiment: str | None = None, budget: int |
               "strategy is better. p-values Holm-corrected within each test over all pairs.", "",
               md_table(["pair", "median a", "median b", "U", "p", "p (Holm)", "Cliff's δ", "pairs", "p", "p (Holm)", "r"],
                        test_rows), ""]
+    if effects:
+        eff_rows = [[t.b, t.a.partition("+")[2], _fmt(t.median_a), _fmt(t.median_b), f"{t.median_a - t.median_b:+.4f}",
+                     t.wilcoxon_pairs, _p(t.wilcoxon_p_holm), f"{t.wilcoxon_r:+.2f}", f"{t.cliffs_delta:+.2f}", _p(t.mw_p_holm)]
+                    for t in effects]
+        lines += ["## Does a pruner help a strategy? (equal compute)" if by_compute else "## Pruner vs none, per strategy", "",
+                  f"Each strategy with a pruner against the same strategy without one, on {basis}; Wilcoxon paired by "
+                  "seed (p Holm-corrected over these comparisons) and Mann–Whitney. "
+                  + ("Every study stopped at the same compute (`--budget-in equivalents`)." if by_compute else
+                     "Budgets count evaluations, not compute: a pruned arm spent less."), "",
+                  md_table(["strategy", "pruner", "median with", "median without", "difference", "pairs", "p (Holm)", "r",
+                            "Cliff's δ", "MW p (Holm)"], eff_rows), ""]
     lines += ["## Cost vs quality", "", _img("pareto_flops", f"{metric} vs FLOPs"), "", _img("pareto_params", f"{metric} vs params"),
               "", "Costs are the evaluator's own (at its feature size) when it measured them, else analytic at the "
               "paper's Table 1 setting (65×129 map, 320 → 256 channels).", ""]

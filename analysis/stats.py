@@ -275,8 +275,9 @@ class PairwiseTest:
         return asdict(self)
 
 
-def pairwise_tests(final: Mapping[str, Mapping[int, float]]) -> list[PairwiseTest]:
-    """Every pair of strategies, on the final best value per seed.
+def pairwise_tests(final: Mapping[str, Mapping[int, float]],
+                   pairs: Sequence[tuple[str, str]] | None = None) -> list[PairwiseTest]:
+    """Every pair of strategies (or the ``pairs`` given), on the final best value per seed.
 
     ``final[strategy][seed]`` is the incumbent's value at the budget. Mann-Whitney U
     treats the seeds as independent samples; Wilcoxon pairs them by seed (same seed,
@@ -284,7 +285,7 @@ def pairwise_tests(final: Mapping[str, Mapping[int, float]]) -> list[PairwiseTes
     each test family over all pairs.
     """
     rows = []
-    for sa, sb in itertools.combinations(list(final), 2):
+    for sa, sb in (pairs if pairs is not None else itertools.combinations(list(final), 2)):
         va, vb = list(final[sa].values()), list(final[sb].values())
         mw = mann_whitney(va, vb)
         wx = wilcoxon_paired(final[sa], final[sb])
@@ -297,3 +298,10 @@ def pairwise_tests(final: Mapping[str, Mapping[int, float]]) -> list[PairwiseTes
     mw_holm = holm([r["mw_p"] for r in rows])
     wx_holm = holm([r["wilcoxon_p"] for r in rows])
     return [PairwiseTest(**r, mw_p_holm=mh, wilcoxon_p_holm=wh) for r, mh, wh in zip(rows, mw_holm, wx_holm)]
+
+
+def pruner_effects(final: Mapping[str, Mapping[int, float]]) -> list[PairwiseTest]:
+    """Each pruned arm (``evolution+median``) against its strategy without a pruner, by seed: the
+    question "does this pruner help this strategy" as its own test family (Holm within it)."""
+    pairs = [(arm, arm.partition("+")[0]) for arm in final if "+" in arm and arm.partition("+")[0] in final]
+    return pairwise_tests(final, pairs) if pairs else []

@@ -391,6 +391,11 @@ def summary_text(data: dict[str, Any]) -> str:
         r = t["wilcoxon_r"]
         lines.append(f"{t['a'] + ' vs ' + t['b']:<{2 * w + 4}} delta {t['cliffs_delta']:+.2f}  p {_p(t['mw_p_holm'])}   "
                      f"r {'n/a' if r is None or r != r else f'{r:+.2f}'}  p {_p(t['wilcoxon_p_holm'])}")
+    if data.get("pruner_effects"):
+        lines += ["", "each pruner against none, per strategy (Wilcoxon by seed, Holm over these comparisons):"]
+        for t in data["pruner_effects"]:
+            lines.append(f"{t['a']:<{w}} vs none: median {t['median_a']:.4f} vs {t['median_b']:.4f} "
+                         f"({t['median_a'] - t['median_b']:+.4f})  p {_p(t['wilcoxon_p_holm'])}")
     return "\n".join(lines)
 
 

@@ -142,3 +142,22 @@ def test_learning_curves_table_and_figure_show_where_training_stopped(bench, tmp
     assert out.count("| pruned | 100 |") + out.count("| pruned | 200 |") == n_pruned
     assert out.count("| complete | 300 |") == 10 - n_pruned
     assert (tmp_path / "lc.png").stat().st_size > 1000
+
+
+def test_compare_runs_pruner_arms_at_equal_compute_and_tests_each_against_none(bench, tmp_path, capsys, monkeypatch):
+    from benchmarks import compare
+
+    d, _ = bench
+    monkeypatch.setenv("DPC_NAS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "rep"
+    assert compare.main(["--objective", f"bench:data={d}", "--strategies", "random,evolution", "--pruners", "none,median",
+                         "--prune-startup", "1", "--budget-in", "equivalents", "--seeds", "3", "--budget", "8",
+                         "--references", "", "--jobs", "1", "--reeval-seeds", "1", "--storage", str(tmp_path / "c.journal"),
+                         "--out", str(out), "-q"]) == 0
+    text = capsys.readouterr().out
+    data = json.loads((out / "report.json").read_text())
+    assert set(data["summary"]) == {"random", "random+median", "evolution", "evolution+median"}
+    assert data["budget_unit"] == "equivalents" and data["summary"]["random+median"]["pruned"] > 0
+    assert {(t["a"], t["b"]) for t in data["pruner_effects"]} == {("random+median", "random"), ("evolution+median", "evolution")}
+    assert "random+median    vs none" in text and (out / "best_so_far_compute.png").exists()
+    assert "Does a pruner help a strategy? (equal compute)" in (out / "report.md").read_text()
