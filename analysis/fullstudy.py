@@ -1,0 +1,164 @@
+"""The proxy-vs-full study, recomputed from its committed records on any CPU.
+
+``python -m analysis.fullstudy --data study/records`` reads every ``*.jsonl`` under ``--data``: one
+evaluation per line with ``genome``, ``canonical_hash``, ``task`` (``proxy`` | ``full``), ``seed``,
+``val_miou``, ``test_miou`` and, for the report, ``role`` (``aspp``, ``top1``, ``top``,
+``stratified``), ``params``, ``flops``, ``config_hash``, ``device`` (duplicates of (hash, task,
+seed) count once, the first; failed ones, ``error`` set, not at all). Per cell the proxy score is
+its mean val mIOU over seeds (what a search sees) and the full-task score its mean **test** mIOU.
+
+It prints: Spearman, Kendall and Pearson between them with bootstrap intervals; each task's
+seed-vs-seed Spearman (the noise ceilings) and the attenuation-corrected Spearman (rho divided by
+the square root of the two reliabilities of a per-cell mean, Spearman-Brown from the single-seed
+ones); top-k precision; the proxy rank of the full task's winner; the same correlations for params
+and FLOPs; and the paper's question, whether the best searched cell (the best non-reference cell by
+the proxy) beats ASPP on the full task's test split (Welch's t-test over their full-task seeds).
+It ends with the lines ``cells: N``, ``spearman: X.XX [LO, HI]`` and
+``best searched vs aspp (full task, test): +D.DDDD p=P``. ``--json FILE`` writes it all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+REFERENCE_ROLES = ("aspp", "top1")
+
+
+def read(data: str | Path) -> list[dict]:
+    """Every complete evaluation under ``data``, first record of each (hash, task, seed); a partial last line is skipped."""
+    seen: dict[tuple, dict] = {}
+    for path in sorted(Path(data).rglob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if r.get("error") is not None or not isinstance(r.get("val_miou"), (int, float)):
+                continue
+            seen.setdefault((r["canonical_hash"], r["task"], int(r["seed"])), r)
+    return list(seen.values())
+
+
+def cells_of(records: list[dict]) -> list[dict]:
+    """Cells with at least one proxy and one full evaluation: proxy val and full test per seed."""
+    by: dict[str, dict[str, Any]] = {}
+    for r in records:
+        c = by.setdefault(r["canonical_hash"], {"hash": r["canonical_hash"], "genome": r["genome"], "role": None,
+                                                "proxy": {}, "full": {}, "params": None, "flops": None})
+        c["role"] = c["role"] or r.get("role")
+        c["params"] = c["params"] or r.get("params")
+        c["flops"] = c["flops"] or r.get("flops")
+        value = r["val_miou"] if r["task"] == "proxy" else r.get("test_miou")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            c[r["task"]][int(r["seed"])] = float(value)
+    return [c for _, c in sorted(by.items()) if c["proxy"] and c["full"]]
+
+
+def seed_spearman(cells: list[dict], task: str) -> float:
+    """Mean Spearman rho between the task's seeds over the cells that have both (NaN below 3 cells)."""
+    from scipy import stats
+
+    seeds = sorted({s for c in cells for s in c[task]})
+    rhos = []
+    for i, a in enumerate(seeds):
+        for b in seeds[i + 1:]:
+            both = [c for c in cells if a in c[task] and b in c[task]]
+            x, y = [c[task][a] for c in both], [c[task][b] for c in both]
+            if len(both) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+                rhos.append(float(stats.spearmanr(x, y).statistic))
+    return float(np.mean(rhos)) if rhos else math.nan
+
+
+def mean_reliability(r: float, k: float) -> float:
+    """Spearman-Brown: the reliability of a mean of k seeds from the single-seed one."""
+    return k * r / (1 + (k - 1) * r) if math.isfinite(r) and r > 0 else math.nan
+
+
+def analyse(records: list[dict], n_resamples: int = 2000) -> dict[str, Any]:
+    from scipy import stats
+
+    from .stats import correlations, top_k_precision
+
+    cells = cells_of(records)
+    out: dict[str, Any] = {"cells": len(cells)}
+    if len(cells) < 3:
+        return out
+    proxy = np.array([np.mean(list(c["proxy"].values())) for c in cells])
+    full = np.array([np.mean(list(c["full"].values())) for c in cells])
+    corr = correlations(proxy, full, n_resamples=n_resamples)
+    out["correlation"] = {m: c.to_dict() for m, c in corr.items()}
+    ceil = {t: seed_spearman(cells, t) for t in ("proxy", "full")}
+    k = {t: float(np.mean([len(c[t]) for c in cells])) for t in ("proxy", "full")}
+    rel = {t: mean_reliability(ceil[t], k[t]) for t in ceil}
+    out["seed_spearman"] = ceil
+    out["reliability_of_mean"] = rel
+    out["spearman_corrected"] = (corr["spearman"].estimate / math.sqrt(rel["proxy"] * rel["full"])
+                                 if all(math.isfinite(v) and v > 0 for v in rel.values()) else math.nan)
+    out["top_k_precision"] = {str(kk): top_k_precision(proxy, full, kk) for kk in (1, 3, 5, 10) if kk <= len(cells) // 2}
+    winner = int(np.argmax(full))
+    out["full_winner"] = {"genome": cells[winner]["genome"], "proxy_rank": int((proxy > proxy[winner]).sum()) + 1}
+    for cost in ("params", "flops"):
+        xs = np.array([c[cost] if c[cost] else math.nan for c in cells], dtype=float)
+        if np.isfinite(xs).sum() >= 3:
+            out[f"{cost}_spearman"] = correlations(xs, full, n_resamples=n_resamples)["spearman"].to_dict()
+    aspp = next((c for c in cells if c["role"] == "aspp"), None)
+    searched = [i for i, c in enumerate(cells) if c["role"] not in REFERENCE_ROLES]
+    if aspp is not None and searched:
+        best = cells[max(searched, key=lambda i: proxy[i])]
+        a, b = list(best["full"].values()), list(aspp["full"].values())
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if len(a) >= 2 and len(b) >= 2 else math.nan
+        out["best_vs_aspp"] = {"genome": best["genome"], "difference": float(np.mean(a) - np.mean(b)), "p": p,
+                               "best_full_test": a, "aspp_full_test": b}
+    return out
+
+
+def text(res: dict[str, Any]) -> str:
+    def f(v: Optional[float], d: str = "+.2f") -> str:
+        return "n/a" if v is None or not math.isfinite(v) else format(v, d)
+
+    lines = []
+    corr = res.get("correlation", {})
+    for m, c in corr.items():
+        lines.append(f"{m:<9} {f(c['estimate'], '+.3f')} [{f(c['low'], '+.3f')}, {f(c['high'], '+.3f')}]  (n={c['n']})")
+    if corr:
+        s = res["seed_spearman"]
+        lines.append(f"seed-vs-seed spearman: proxy {f(s['proxy'])}, full {f(s['full'])}; attenuation-corrected "
+                     f"spearman {f(res['spearman_corrected'])}")
+        lines.append("top-k precision: " + ", ".join(f"k={k} {v:.2f}" for k, v in res["top_k_precision"].items()))
+        lines.append(f"full-task winner {res['full_winner']['genome']} is proxy rank {res['full_winner']['proxy_rank']}")
+        for cost in ("params", "flops"):
+            if f"{cost}_spearman" in res:
+                lines.append(f"{cost} vs full: spearman {f(res[f'{cost}_spearman']['estimate'])}")
+    lines.append(f"cells: {res['cells']}")
+    sp = corr.get("spearman")
+    lines.append(f"spearman: {f(sp['estimate'], '.2f') if sp else 'n/a'} [{f(sp['low'], '.2f') if sp else 'n/a'}, "
+                 f"{f(sp['high'], '.2f') if sp else 'n/a'}]")
+    bv = res.get("best_vs_aspp")
+    lines.append(f"best searched vs aspp (full task, test): {f(bv['difference'], '+.4f') if bv else 'n/a'} "
+                 f"p={f(bv['p'], '.3g') if bv else 'n/a'}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.fullstudy", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="study/records", help="folder of the study's *.jsonl records (default study/records)")
+    p.add_argument("--json", default=None, help="write the whole result here")
+    p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    args = p.parse_args(argv)
+    if not Path(args.data).is_dir():
+        p.error(f"{args.data} is not a directory (the study's records live in study/records)")
+    res = analyse(read(args.data), n_resamples=args.n_resamples)
+    print(text(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""analysis.fullstudy on synthetic records: a proxy that tracks the full task, one that does not,
+the noise ceilings, and the contract lines."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis import fullstudy
+from dpc.mutation import sample_genome
+
+
+def make(tmp_path, related=True, n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        g = sample_genome(rng)
+        q = 0.2 + 0.1 * i / n
+        role = "aspp" if i == 3 else "top1" if i == 5 else "stratified"
+        full_q = 0.5 + 2 * q if related else 0.5 + 0.2 * rng.random()
+        for s in range(3):
+            lines.append(dict(genome=str(g), canonical_hash=g.canonical_hash(), task="proxy", seed=s, role=role,
+                              val_miou=q + rng.normal(0, 0.008), test_miou=q, params=1000 + i, flops=10**6 + i))
+        for s in range(2):
+            lines.append(dict(genome=str(g), canonical_hash=g.canonical_hash(), task="full", seed=s, role=role,
+                              val_miou=full_q, test_miou=full_q + rng.normal(0, 0.002)))
+    d = tmp_path / "records"
+    d.mkdir(exist_ok=True)
+    text = "".join(json.dumps(r) + "\n" for r in lines)
+    (d / "a.jsonl").write_text(text + text.splitlines()[0] + "\n" + '{"cut": ')  # a duplicate and a cut line
+    return d
+
+
+def test_a_faithful_proxy_correlates_and_the_contract_lines_are_printed(tmp_path, capsys):
+    d = make(tmp_path)
+    assert fullstudy.main(["--data", str(d), "--n-resamples", "300", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert out[-3] == "cells: 16"
+    rho = res["correlation"]["spearman"]
+    assert 0.7 < rho["estimate"] < 1 and out[-2] == f"spearman: {rho['estimate']:.2f} [{rho['low']:.2f}, {rho['high']:.2f}]"
+    assert res["seed_spearman"]["proxy"] > 0.8 and res["spearman_corrected"] >= res["correlation"]["spearman"]["estimate"]
+    bv = res["best_vs_aspp"]
+    assert bv["genome"] == fullstudy.cells_of(fullstudy.read(d))[int(np.argmax(
+        [np.mean(list(c["proxy"].values())) if c["role"] not in ("aspp", "top1") else -1
+         for c in fullstudy.cells_of(fullstudy.read(d))]))]["genome"]
+    assert bv["difference"] == pytest.approx(np.mean(bv["best_full_test"]) - np.mean(bv["aspp_full_test"]))
+    assert out[-1].startswith("best searched vs aspp (full task, test): +") and "p=" in out[-1]
+
+
+def test_an_unrelated_full_task_gives_an_interval_around_zero(tmp_path):
+    res = fullstudy.analyse(fullstudy.read(make(tmp_path, related=False)), n_resamples=300)
+    sp = res["correlation"]["spearman"]
+    assert sp["low"] < 0 < sp["high"] and abs(sp["estimate"]) < 0.6
+
+
+def test_too_few_cells_and_a_missing_folder(tmp_path, capsys):
+    assert fullstudy.main(["--data", str(make(tmp_path, n=2))]) == 0
+    assert capsys.readouterr().out.splitlines()[-3:] == ["cells: 2", "spearman: n/a [n/a, n/a]",
+                                                          "best searched vs aspp (full task, test): n/a p=n/a"]
+    with pytest.raises(SystemExit):
+        fullstudy.main(["--data", str(tmp_path / "nope")])
