@@ -8,8 +8,8 @@
 #    same run; writes $OUT/gpu_pack-$CONFIG.json (it also builds the scenes and feature cache);
 # 2. benchmarks.gpu_proxy at the paper config: seconds per paper-scale candidate (scaled to 30k steps);
 # 3. one evaluation of the weak cell (proxy.evaluate, the README's example output);
-# 4. benchmarks.compare on the cpu proxy (4 strategies x 2 seeds x 12 evaluations);
-# 5. analysis.correlate: the top 4 and 4 random cells of that comparison on the full task;
+# 4. benchmarks.study collect: the proxy-vs-full study's next evaluations (resumes the committed records);
+# 5. analysis.fullstudy: its result so far;
 # 6. DPC-Bench collection for what is left (benchmarks.bench collect, 4 workers).
 # Each step has a time limit so that the later ones still run; every step is resumable, and
 # gpu_pack rewrites its JSON after each pass (a cut run keeps the cells that finished).
@@ -38,15 +38,15 @@ nvidia-smi -L
 step gpu_pack 200 "$PY" -m benchmarks.gpu_pack --config "$CONFIG" "${PACK_ARGS[@]}" --out "$OUT"
 step gpu_proxy_paper 100 "$PY" -m benchmarks.gpu_proxy --config paper --cells 0
 step prepare 25 "$PY" -m proxy.evaluate weak --config "$CONFIG"  # the cache is built: one evaluation
-step compare 95 "$PY" -m benchmarks.compare --objective proxy --config "$CONFIG" --seeds 2 --budget 12 \
-    --population 4 --tournament 2 --tpe-startup 4 --top-k 3 --workers 4 -q \
-    --storage "$OUT/compare.journal" --out "$OUT/compare"
-step correlate 70 "$PY" -m analysis.correlate --storage "$OUT/compare.journal" --experiment "compare-proxy-$CONFIG" \
-    --top 4 --random 4 --objective full --config "$CONFIG" --workers 4 --no-progress --out "$OUT/correlation"
+# 4-5. the proxy-vs-full study: its missing (cell, task, seed)s, resumed from the committed records
+#      (copy study/records in first; copy $OUT/study-records/* back into study/records and commit them)
+cp -r study/records "$OUT/study-records" 2>/dev/null || mkdir -p "$OUT/study-records"
+step study 165 "$PY" -m benchmarks.study collect --config "$CONFIG" --full-config "$CONFIG" --hours 0.04 \
+    --data "$OUT/study-records"
+"$PY" -m analysis.fullstudy --data "$(ls -d "$OUT"/study-records/*/ | head -n 1)" 2>/dev/null | tail -n 3
 # 6. DPC-Bench records from the GPU's last seconds (their own directory: the hash has the device type);
 #    copy $OUT/bench-records/* into bench/records/ and commit them
 step bench 45 "$PY" -m benchmarks.bench collect --config "$CONFIG" --workers 4 --hours 0.01 --seed "$(date +%s)" \
     --data "$OUT/bench-records" --quiet
-tar czf "$OUT/figures.tgz" -C "$OUT" compare correlation 2>/dev/null
-rm -rf "$OUT/compare" "$OUT/correlation" "$OUT"/*.dpc-lock
+rm -rf "$OUT"/*.dpc-lock
 ls -la "$OUT"
