@@ -15,17 +15,10 @@ from typing import Any, Optional
 import optuna
 from optuna.trial import TrialState
 
+from strategies.optuna_adapter import trial_seconds
+
 from .load import AnalysisError, read_storage
 from .plots import plt, save
-
-
-def _seconds(t) -> Optional[float]:
-    if isinstance(t.user_attrs.get("simulated_seconds"), (int, float)):
-        return float(t.user_attrs["simulated_seconds"])
-    if t.datetime_start is None or t.datetime_complete is None:
-        return None
-    start, end = (d.astimezone().replace(tzinfo=None) if d.tzinfo else d for d in (t.datetime_start, t.datetime_complete))
-    return (end - start).total_seconds()
 
 
 def rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -33,7 +26,7 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         steps = sorted(t.intermediate_values)
         out.append({"trial": t.number, "genome": t.user_attrs.get("genome"), "state": t.state.name,
-                    "last_step": steps[-1] if steps else None, "value": t.value, "seconds": _seconds(t),
+                    "last_step": steps[-1] if steps else None, "value": t.value, "seconds": trial_seconds(t),
                     "curve": [[s, t.intermediate_values[s]] for s in steps]})
     return out
 

@@ -78,6 +78,17 @@ def start_trial(
     return trial
 
 
+def trial_seconds(t: FrozenTrial) -> float | None:
+    """A finished trial's seconds: a replayed objective's ``simulated_seconds``, else start to end
+    (in memory Optuna stores an aware start and a naive, local end: both made local and naive)."""
+    if isinstance(t.user_attrs.get("simulated_seconds"), (int, float)):
+        return float(t.user_attrs["simulated_seconds"])
+    if t.datetime_start is None or t.datetime_complete is None:
+        return None
+    start, end = (d.astimezone().replace(tzinfo=None) if d.tzinfo else d for d in (t.datetime_start, t.datetime_complete))
+    return (end - start).total_seconds()
+
+
 def pop_waiting(study: Study, space: Mapping[str, BaseDistribution]) -> Trial | None:
     """Start the first WAITING (enqueued) trial, or None if there is none."""
     if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):

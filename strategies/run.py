@@ -341,13 +341,7 @@ def pruning_line(study) -> str | None:
     complete trial's), from the trials' own start and end times."""
     import statistics
 
-    def seconds(t) -> float | None:
-        if isinstance(t.user_attrs.get("simulated_seconds"), (int, float)):  # a replayed objective's clock
-            return float(t.user_attrs["simulated_seconds"])
-        if t.datetime_start is None or t.datetime_complete is None:
-            return None
-        start, end = (d.astimezone().replace(tzinfo=None) if d.tzinfo else d for d in (t.datetime_start, t.datetime_complete))
-        return (end - start).total_seconds()  # (in memory, Optuna stores an aware start and a naive, local end)
+    from .optuna_adapter import trial_seconds as seconds
 
     trials = study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.COMPLETE))
     pruned = [seconds(t) for t in trials if t.state == TrialState.PRUNED]
