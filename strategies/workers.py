@@ -7,9 +7,12 @@ devices, and on the CPU runs ``cores // N`` torch threads (two single-thread wor
 ~1.4x the throughput of one two-thread process on 2 cores). The parent only watches the
 study to draw the progress bar.
 
-Without ``--workers`` the CLI asks ``auto_workers``: 1 on the CPU (as before); on CUDA as many
-processes as the GPUs' free memory holds (each loads its own float16 copy of the features),
-at most one per CPU core (each process drives its kernels from one core).
+Without ``--workers`` the CLI asks ``auto_workers``. On the CPU, for the proxy: one
+single-thread process per core, as many as the available memory holds at ``CPU_WORKER_BYTES``
+each (the peak RSS of one ``cpu`` evaluation, shared memory-mapped features counted in full);
+other objectives: 1. On CUDA as many processes as the GPUs' free memory holds (each loads its
+own float16 copy of the features), at most one per CPU core (each process drives its kernels
+from one core). The CLI then caps N at the budget.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
@@ -70,6 +74,20 @@ DEFAULT_WORKER_GPU_BYTES = 6 * GIB  # another config: the proxy's largest
 GPU_MEMORY_FRACTION = 0.8  # of the free memory; the rest: the parent's own copy, fragmentation
 
 
+CPU_WORKER_BYTES = 3 * GIB  # peak RSS of one `cpu` proxy evaluation: 2.8 GB measured (README)
+
+
+def available_memory() -> int:
+    """Bytes the kernel says are available (MemAvailable), else the physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def worker_gpu_bytes(objective_spec: str, config: str | None) -> int:
     """Estimated GPU memory of one worker process (``WORKER_GPU_BYTES``)."""
     return WORKER_GPU_BYTES.get((objective_spec, config or "cpu"), DEFAULT_WORKER_GPU_BYTES)
@@ -79,6 +97,14 @@ def auto_workers_reason(objective_spec: str, config: str | None) -> tuple[int, s
     """``(N, why)``: what ``--workers`` means when not given (see ``auto_workers``)."""
     n_gpus = gpu_count(objective_spec)
     if n_gpus == 0:
+        cores = os.cpu_count() or 1
+        if objective_spec == "proxy" and cores > 1:
+            fit = max(1, available_memory() // CPU_WORKER_BYTES)
+            n = min(cores, fit)
+            limit = "CPU cores" if cores <= fit else "memory"
+            return n, (f"workers: {n} (auto, no CUDA device: one single-thread process per core, bound by {limit}: "
+                       f"{cores} cores, {available_memory() / GIB:.1f} GiB available / {CPU_WORKER_BYTES / GIB:.0f} "
+                       f"GiB per worker)")
         why = "no CUDA device" if objective_spec in ("proxy", "full") else f"objective {objective_spec} runs on the CPU"
         return 1, f"workers: 1 (auto: {why}; --workers N runs N processes)"
     import torch

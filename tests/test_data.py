@@ -123,7 +123,7 @@ def test_the_default_preset_splits_use_disjoint_glyphs_and_photos() -> None:
     whole = {s: (set(np.concatenate(pools[s]).tolist()), {A.photo(n).index for n in S.split_backgrounds(cfg, s)})
              for s in ("train", "val", "test")}
     _assert_disjoint(whole, cfg)
-    assert {s: len(p) for s, (_, p) in whole.items()} == {"train": 25, "val": 9, "test": 9}
+    assert {s: len(p) for s, (_, p) in whole.items()} == {"train": 25, "val": 9, "test": 25}
     assert set().union(*(p for _, p in whole.values())) == set(range(len(A.photos())))
     drawn: dict[str, tuple[set[int], set[int]]] = {}
     for split in ("train", "val", "test"):

@@ -22,7 +22,16 @@ def fake_cuda(monkeypatch, free_gib: list[float] | None, cores: int) -> None:
 
 def test_auto_workers_from_free_gpu_memory_and_cores(monkeypatch):
     fake_cuda(monkeypatch, None, 64)
-    assert W.auto_workers("proxy", "cpu") == 1  # the CPU: today's one process
+    monkeypatch.setattr(W, "available_memory", lambda: 20 * GIB)
+    lines = []
+    assert W.auto_workers("proxy", "cpu", report=lines.append) == 6  # the CPU: floor(20 / 3) single-thread processes
+    assert "bound by memory" in lines[0]
+    fake_cuda(monkeypatch, None, 2)
+    assert W.auto_workers("proxy", "cpu") == 2  # one per core
+    assert W.auto_workers("full", "cpu") == 1  # the end-to-end task: one process
+    assert W.auto_workers("synthetic", None) == 1
+    fake_cuda(monkeypatch, None, 1)
+    assert W.auto_workers("proxy", "cpu") == 1
     fake_cuda(monkeypatch, [40.0], 64)
     assert W.auto_workers("synthetic", None) == 1  # not a torch objective
     lines = []

@@ -82,12 +82,12 @@ def test_config_validation_and_hash():
 
 
 def test_quick_start_defaults_come_from_the_config():
-    """The quick start (random search on cpu) runs 3 evaluations and re-trains the best with 2 seeds:
-    about 10 minutes on 2 cores (README); other configs keep K = 3."""
+    """The quick start (random search on cpu) runs 2 evaluations and re-trains the best with 2 seeds,
+    two at a time on 2 cores: about 10 minutes (README); other configs keep K = 3."""
     from strategies.objectives import resolve_objective
 
     cpu = resolve_objective("proxy", config="cpu")
-    assert (cpu.default_budget, cpu.default_reeval_seeds) == (3, 2)
+    assert (cpu.default_budget, cpu.default_reeval_seeds) == (2, 2)
     assert resolve_objective("proxy", config="paper").default_reeval_seeds == 3
     # device type and precision are in the hash of a result: CPU fp32 and GPU bf16 never share one
     cfg = get_config("cpu")
