@@ -9,9 +9,8 @@ and bilinear resizing and ``argmax`` over channels are strided loops. Here:
   of the kernel size, forward and backward, by autograd);
 - ``resize_bilinear``: ``align_corners=True`` bilinear resizing as two matmuls with
   interpolation matrices;
-- ``DepthwiseConv3x3``: dilated, as one multiply-add per tap on channels-last slabs, a sample
-  at a time (forward and both gradients; taps in the padding skipped); rate 1, the native conv
-  with the input gradient as the native forward with the flipped kernel;
+- ``depthwise_conv3x3``: forward and weight gradient by the native conv, input gradient as the
+  native forward conv with the flipped kernel (the transpose of a stride-1 "same" conv);
 - ``dropout``: the keep mask from 15 random bits per element, four elements per 64-bit draw
   (keep probability quantised to 1/32768);
 - ``argmax_channels``: argmax over a contiguous last axis.
@@ -107,117 +106,24 @@ def avg_pool_valid(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
 
 
 # -- depthwise 3x3 atrous conv ----------------------------------------------------------------------
-def _taps(h: int, w: int, rate: tuple[int, int]) -> list[tuple[int, slice, slice, slice, slice]]:
-    """The 3x3 taps of a "same" conv with dilation ``rate`` on an h x w map that touch the map:
-    (tap index, output rows, output cols, input rows, input cols). A tap whose window lies in the
-    zero padding is left out, so a rate larger than the map costs less, not more."""
-    out = []
-    for i in range(3):
-        for j in range(3):
-            dy, dx = (i - 1) * rate[0], (j - 1) * rate[1]
-            y0, y1, x0, x1 = max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
-            if y0 < y1 and x0 < x1:
-                out.append((i * 3 + j, slice(y0, y1), slice(x0, x1), slice(y0 + dy, y1 + dy), slice(x0 + dx, x1 + dx)))
-    return out
-
-
-def _nhwc(x: torch.Tensor) -> torch.Tensor:
-    return x.permute(0, 2, 3, 1).contiguous()
-
-
-_SLAB_BYTES = 1 << 21  # samples per multiply-add: as many as fit in ~2 MB (one at 320x33x33, eight at 64)
-
-
-def _chunks(x: torch.Tensor) -> list[slice]:
-    per = max(1, _SLAB_BYTES // max(1, x[0].numel() * x.element_size()))
-    return [slice(i, i + per) for i in range(0, x.shape[0], per)]
-
-
-def _shift_conv(x: torch.Tensor, wk: torch.Tensor, taps, transpose: bool = False) -> torch.Tensor:
-    """Depthwise 3x3 as one multiply-add per tap on channels-last slabs of a few samples (a slab
-    stays in cache across its nine taps; the whole batch of 320-channel maps at once is
-    DRAM-bound, one small map at a time pays per-op overhead). ``transpose``: the input gradient
-    (each tap scatters back where it gathered from)."""
-    out = torch.empty_like(x)
-    for n in _chunks(x):
-        src, dst = x[n], out[n]
-        torch.mul(src, wk[4], out=dst)  # the centre tap covers the whole map: no zero fill
-        for k, oy, ox, iy, ix in taps:
-            if k == 4:
-                continue
-            if transpose:
-                dst[:, iy, ix].addcmul_(src[:, oy, ox], wk[k])
-            else:
-                dst[:, oy, ox].addcmul_(src[:, iy, ix], wk[k])
-    return out
-
-
-def _shift_weight_grad(g: torch.Tensor, x: torch.Tensor, taps) -> torch.Tensor:
-    """(9, C): each tap's sum of gradient x shifted input, over slabs as in ``_shift_conv``."""
-    dw = torch.zeros(9, x.shape[-1], dtype=x.dtype)
-    for n in _chunks(x):
-        gn, xn = g[n], x[n]
-        for k, oy, ox, iy, ix in taps:
-            dw[k] += (gn[:, oy, ox] * xn[:, iy, ix]).sum((1, 2)).sum(0)  # per sample first: closer to exact
-    return dw
-
-
-_features_nhwc: tuple = (None, -1, None)  # (tensor, its version, channels-last copy): the last input converted
-
-
-def _nhwc_cached(x: torch.Tensor) -> torch.Tensor:
-    """Several branches read the same features tensor in a step: convert it once. The entry holds
-    the tensor itself (not its address, which a freed tensor's successor may reuse) and its
-    version counter (an in-place change invalidates it)."""
-    global _features_nhwc
-    held, version, copy = _features_nhwc
-    if held is not x or version != x._version:
-        copy = _nhwc(x)
-        _features_nhwc = (x, x._version, copy)
-    return copy
-
-
 class _DepthwiseConv(torch.autograd.Function):
-    """Dilated: forward, weight and input gradients as per-tap multiply-adds on channels-last
-    slabs (oneDNN's dilated depthwise kernels ran 3-4x slower: 22-34 ms forward and 34-44 ms
-    weight gradient at 8x320x33x33 against 7-11 and 9-13 ms, one thread). Rate 1: the native
-    forward and weight gradient (faster there) and the input gradient as the native forward
-    with the flipped kernel (the transpose of a stride-1 "same" conv)."""
-
     @staticmethod
     def forward(ctx, x, weight, rate):
+        ctx.save_for_backward(x, weight)
         ctx.rate = rate
-        c, h, w = x.shape[1:]
-        if rate == (1, 1):
-            ctx.save_for_backward(x, weight)
-            return F.conv2d(x, weight, padding=rate, dilation=rate, groups=c)
-        xl = _nhwc_cached(x)
-        ctx.save_for_backward(xl, weight)
-        taps = _taps(h, w, rate)
-        return _shift_conv(xl, weight.reshape(c, 9).t(), taps).permute(0, 3, 1, 2).contiguous()
+        return F.conv2d(x, weight, padding=rate, dilation=rate, groups=x.shape[1])
 
     @staticmethod
     def backward(ctx, grad):
-        saved, weight = ctx.saved_tensors
-        rate = ctx.rate
+        x, weight = ctx.saved_tensors
+        rate, groups = ctx.rate, x.shape[1]
+        grad = grad.contiguous()
         grad_x = grad_w = None
-        if rate == (1, 1):
-            x, groups = saved, saved.shape[1]
-            grad = grad.contiguous()
-            if ctx.needs_input_grad[0]:
-                grad_x = F.conv2d(grad, weight.flip(-1, -2), padding=rate, dilation=rate, groups=groups)
-            if ctx.needs_input_grad[1]:
-                grad_w = torch.ops.aten.convolution_backward(
-                    grad, x, weight, None, [1, 1], list(rate), list(rate), False, [0, 0], groups, [False, True, False])[1]
-            return grad_x, grad_w, None
-        xl = saved
-        h, w, c = xl.shape[1:]
-        gl = _nhwc(grad)
-        taps = _taps(h, w, rate)
-        if ctx.needs_input_grad[0]:
-            grad_x = _shift_conv(gl, weight.reshape(c, 9).t(), taps, transpose=True).permute(0, 3, 1, 2).contiguous()
+        if ctx.needs_input_grad[0]:  # the transpose of a stride-1 "same" conv: the flipped kernel
+            grad_x = F.conv2d(grad, weight.flip(-1, -2), padding=rate, dilation=rate, groups=groups)
         if ctx.needs_input_grad[1]:
-            grad_w = _shift_weight_grad(gl, xl, taps).t().reshape(weight.shape)
+            grad_w = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], list(rate), list(rate), False, [0, 0], groups, [False, True, False])[1]
         return grad_x, grad_w, None
 
 

@@ -44,25 +44,8 @@ def test_every_op_equals_reference_outputs_and_gradients(hw):
         fast = run(module, x, "fast", g)
         try:
             assert_same(fast, ref)
-        except AssertionError:
-            module.load_state_dict(state)
-            try:
-                assert_as_accurate(fast, ref, run(module.double(), x.double(), "reference", g.double()))
-            except AssertionError as e:
-                raise AssertionError(f"{op.name} at {hw}: {e}") from None
-            finally:
-                module.float()
-
-
-def assert_as_accurate(fast, ref, truth):
-    """Where the two fp32 results differ by more than assert_same allows, both must be about as
-    close to the float64 result: BN makes a depthwise weight's gradient a difference of large
-    sums (0 exactly when one tap is inside the map), so summing in another order moves it by more
-    than a tolerance scaled by its own small size, and neither fp32 result is the better one."""
-    for f, r, t in zip(fast, ref, truth):
-        t = t.float()
-        err_fast, err_ref = float((f - t).abs().max()), float((r - t).abs().max())
-        assert err_fast <= 10 * err_ref + 1e-6 * max(1.0, float(t.abs().max())), (err_fast, err_ref)
+        except AssertionError as e:
+            raise AssertionError(f"{op.name} at {hw}: {e}") from None
 
 
 def test_rates_larger_than_the_map_and_the_multiplier():
@@ -185,23 +168,3 @@ def test_fast_and_reference_training_agree_on_synthetic_data():
                                        cfg.replace(kernels=mode), seed=0))
     assert abs(outs[0].train_loss - outs[1].train_loss) < 1e-4
     assert abs(outs[0].miou - outs[1].miou) < 1e-3
-
-
-def test_depthwise_reuses_a_converted_input_only_while_it_is_the_same_unchanged_tensor():
-    """Branches reading the same features share one channels-last copy; a new tensor (even at a
-    freed one's address) or an in-place change must not see a stale copy."""
-    torch.manual_seed(2)
-    conv = kernels.DepthwiseConv3x3(5, (2, 3))
-
-    def check(x):
-        with kernels.using("reference"):
-            want = conv(x)
-        torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)
-
-    for _ in range(3):  # fresh tensors of one shape: the allocator hands out the same block
-        check(torch.randn(2, 5, 7, 6))
-    x = torch.randn(2, 5, 7, 6)
-    check(x)
-    x.mul_(-2.0)  # same tensor, new version
-    check(x)
-    check(x[:, :, :, :5])  # a view with other strides
