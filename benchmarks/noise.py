@@ -7,6 +7,11 @@ and std over seeds, the mean std, and the Spearman rho between the cell rankings
 can rank cells better than the proxy agrees with itself across seeds: report correlations beside
 that ceiling. The evaluations are a queue study in ``--storage`` (resumable: rerun the command),
 and the table is written with its provenance to ``--out`` as JSON.
+
+Which split is quieter: the per-cell seed stds of test against val's (a Wilcoxon signed-rank
+test over cells), and with ``--baseline OTHER.json`` each split's stds against another noise
+table of the same cells (e.g. the same trained heads scored on another scene set's test split:
+training on byte-identical train scenes is deterministic, so the seeds give the same heads).
 """
 from __future__ import annotations
 
@@ -71,8 +76,31 @@ def summarize(names: list[str], values: dict[str, np.ndarray]) -> dict[str, Any]
             means = np.nanmean(table, axis=1)
         out[split] = {"mean": means.tolist(), "std": stds.tolist(),
                       "mean_std": float(np.nanmean(stds)) if np.isfinite(stds).any() else math.nan,
+                      "pooled_std": float(np.sqrt(np.nanmean(stds**2))) if np.isfinite(stds).any() else math.nan,
                       "seed_vs_seed_spearman": seed_rank_agreement(table)}
+    if "val" in out and "test" in out:
+        out["test_vs_val"] = compare_stds(out["test"]["std"], out["val"]["std"])
     return out
+
+
+def compare_stds(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Per-cell seed stds ``a`` against ``b`` (same cells): in how many cells a is lower, the
+    pooled stds, and a two-sided Wilcoxon signed-rank p over the cells where both are known."""
+    from scipy import stats
+
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    p = float(stats.wilcoxon(x, y).pvalue) if len(x) >= 6 and np.any(x != y) else math.nan
+    return {"cells": int(len(x)), "lower": int((x < y).sum()),
+            "pooled": [float(np.sqrt(np.mean(x**2))) if len(x) else math.nan,
+                       float(np.sqrt(np.mean(y**2))) if len(y) else math.nan],
+            "wilcoxon_p": p}
+
+
+def comparison_line(label: str, c: dict[str, Any]) -> str:
+    return (f"{label}: lower in {c['lower']} of {c['cells']} cells, pooled seed std {c['pooled'][0]:.4f} vs "
+            f"{c['pooled'][1]:.4f}, Wilcoxon signed-rank p = {c['wilcoxon_p']:.3g}")
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -88,7 +116,25 @@ def format_table(summary: dict[str, Any]) -> str:
         r = summary[s]["seed_vs_seed_spearman"]
         lines.append(f"seed-vs-seed Spearman rho on {s}: mean {r['mean']:+.3f} (min {r['min']:+.3f}, max {r['max']:+.3f}, "
                      f"{r['pairs']} seed pairs): the ceiling for any predictor of this proxy")
+    if "test_vs_val" in summary:
+        lines.append(comparison_line("test's seed std vs val's", summary["test_vs_val"]))
     return "\n".join(lines)
+
+
+def baseline_comparison(summary: dict[str, Any], path: str, p: argparse.ArgumentParser) -> dict[str, Any]:
+    """Each split's per-cell stds against those of the noise JSON at ``path`` (same cells, in order)."""
+    try:
+        base = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        p.error(f"--baseline {path}: {e}")
+    if base.get("cells") != summary["cells"]:
+        p.error(f"--baseline {path}: its cells differ from this study's (another --cells or --cell-seed?)")
+    out: dict[str, Any] = {"file": str(path), "scene_key": base.get("provenance", {}).get("scene_key")}
+    for split in ("val", "test"):
+        if split in summary and split in base:
+            out[split] = c = compare_stds(summary[split]["std"], base[split]["std"])
+            print(comparison_line(f"{split} seed std vs {path}'s", c))
+    return out
 
 
 def provenance(argv: list[str], objective, result_attrs: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +150,17 @@ def provenance(argv: list[str], objective, result_attrs: dict[str, Any]) -> dict
             "config": objective.config, "config_hash": result_attrs.get("config_hash"),
             "device": result_attrs.get("device"), "precision": result_attrs.get("precision"),
             "machine": platform.machine(), "python": platform.python_version(), "versions": versions,
-            "date": time.strftime("%Y-%m-%d")}
+            "scene_key": _scene_key(objective), "date": time.strftime("%Y-%m-%d")}
+
+
+def _scene_key(objective) -> str | None:
+    """The embedded scene set a proxy/full objective trains and scores on (None for others)."""
+    if objective.spec not in ("proxy", "full") or getattr(objective, "dataset", None) not in (None, "", "scenes"):
+        return None
+    from proxy.config import get_config
+    from proxy.scenes import resolve_config, scene_key
+
+    return scene_key(resolve_config(get_config(objective.config, full=objective.spec == "full").scenes))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -119,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON output (default runs/noise-{config}.json)")
     p.add_argument("--cache-dir", default=None, help="dataset and feature cache")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--baseline", default=None, help="another noise JSON of the same cells: compare each split's seed stds with it")
     p.add_argument("--report-only", action="store_true",
                    help="evaluate nothing: the table of what the study holds so far (missing cells as NaN)")
     return p
@@ -176,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = int(np.isnan(values["val"]).sum())
     summary = summarize([n for n, _ in chosen], values)
     print(format_table(summary))
+    if args.baseline:
+        summary["baseline"] = baseline_comparison(summary, args.baseline, p)
     if missing:
         print(f"warning: {missing} evaluations failed or are missing; rerun to retry them", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -68,3 +68,41 @@ def test_report_only_tables_a_partial_study_without_evaluating(tmp_path, monkeyp
     with pytest.raises(SystemExit):
         noise.main(base + ["--cells", "5", "--report-only", "--out", str(tmp_path / "c.json")])
     assert "no study" in capsys.readouterr().err and not (tmp_path / "c.json").exists()  # 5 cells: another study
+
+
+def test_compare_stds_counts_the_quieter_cells_and_tests_them():
+    rng = np.random.default_rng(3)
+    loud = rng.uniform(0.008, 0.012, 20)
+    c = noise.compare_stds((loud * 0.5).tolist(), loud.tolist())
+    assert c["cells"] == 20 and c["lower"] == 20 and c["wilcoxon_p"] < 0.001
+    assert c["pooled"][0] == pytest.approx(c["pooled"][1] / 2)
+    same = noise.compare_stds(loud.tolist(), (loud + rng.normal(0, 1e-3, 20)).tolist())
+    assert same["wilcoxon_p"] > 0.01
+    assert noise.compare_stds([0.1, float("nan")], [0.2, 0.3])["cells"] == 1  # NaN cells dropped; too few for a p
+    assert math.isnan(noise.compare_stds([0.1, float("nan")], [0.2, 0.3])["wilcoxon_p"])
+
+
+def test_test_vs_val_and_baseline_comparison_in_the_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    base = ["--objective", "test_noise:noisy", "--cells", "8", "--seeds", "3", "--storage", str(tmp_path / "n.journal"), "-q"]
+    assert noise.main(base + ["--out", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert "test's seed std vs val's: lower in" in out and a["test_vs_val"]["cells"] == 8
+    assert a["test_vs_val"]["lower"] >= 6  # the fake test noise is 0.02 against val's 0.05
+    assert a["provenance"]["scene_key"] is None  # not the embedded dataset
+    assert noise.main(base + ["--report-only", "--baseline", str(tmp_path / "a.json"), "--out", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["baseline"]["val"]["lower"] == 0 and b["baseline"]["val"]["pooled"][0] == b["baseline"]["val"]["pooled"][1]
+    other = dict(a, cells=a["cells"][::-1])
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit):
+        noise.main(base + ["--report-only", "--baseline", str(tmp_path / "other.json"), "--out", str(tmp_path / "c.json")])
+    assert "cells differ" in capsys.readouterr().err
+
+
+def test_provenance_names_the_scene_set_of_a_proxy_objective():
+    from proxy.scenes import SCENE_PRESETS, scene_key
+    from strategies.objectives import resolve_objective
+
+    assert noise._scene_key(resolve_objective("proxy", config="test")) == scene_key(SCENE_PRESETS["test"])
