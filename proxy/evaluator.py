@@ -137,6 +137,7 @@ class _Evaluator:
             test_miou=outcome.test_miou,
             test_per_class_iou=outcome.test_per_class_iou,
             precision=cfg.precision(self.device.type),
+            data=",".join(ds.name for ds in self._load_datasets()),
         )
 
     __call__ = evaluate

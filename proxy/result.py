@@ -26,6 +26,10 @@ class EvalResult:
     test_miou: float | None = None
     test_per_class_iou: list[float] | None = None
     precision: str = "fp32"  # "fp32", or "bf16-autocast" on CUDA with amp
+    # The data it trained and was scored on: the datasets' names, which carry the scene key of the
+    # embedded scenes ("scenes-<key>-train,...") or a folder's fingerprint; results on other data
+    # are never pooled (DPC-Bench imports check it).
+    data: str | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -131,7 +131,7 @@ def search(
 
 def _prunable(obj: Objective, s: SearchSettings, given: Any) -> tuple[Objective, SearchSettings]:
     """The objective with intermediate values a pruner can act on: a config that only evaluates at
-    the end gets ``eval_every`` = a sixth of its training (values unchanged; the config hash says so)."""
+    the end gets ``eval_every`` = a sixth of its training (values unchanged, and so is the config hash)."""
     every = eval_every_for(obj, s.pruner, s.eval_every)
     if every == s.eval_every:
         return obj, s

@@ -203,7 +203,7 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         cfg = get_config(name, full=full)
     except ValueError as e:
         raise ObjectiveError(one_line(str(e))) from None
-    if eval_every is not None:  # in the config hash, so results say so; the values are unchanged by it
+    if eval_every is not None:  # the values are unchanged by it (so it is not in the config hash)
         cfg = cfg.replace(eval_every=int(eval_every))
     if threads:
         import torch

@@ -28,6 +28,10 @@ def test_result_fields(test_evaluator):
     assert test_evaluator.in_channels == 320 and r.train_seconds > 0
     d = r.to_dict()
     assert d["miou"] == r.miou and isinstance(d["per_class_iou"], list)
+    from proxy.scenes import SCENE_PRESETS, scene_key
+
+    key = scene_key(SCENE_PRESETS["test"])  # the data it saw: the three splits of the test scene set
+    assert d["data"] == f"scenes-{key}-train,scenes-{key}-val,scenes-{key}-test"
 
 
 def test_reproducible_for_a_seed(test_evaluator):

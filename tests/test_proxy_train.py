@@ -62,6 +62,18 @@ def test_callback_receives_intermediate_miou_and_can_stop():
         run(CFG.replace(eval_every=5), callback=stop)
 
 
+def test_eval_every_changes_neither_the_result_nor_the_hash():
+    """Intermediate evaluations leave training untouched, so eval_every is out of the config hash:
+    a search's trials (curves every N steps) and a noise study's (none) of one cell and seed are
+    the same result and can be pooled (DPC-Bench imports them)."""
+    plain = run(CFG.replace(eval_every=0), seed=2)
+    seen = []
+    curved = run(CFG.replace(eval_every=7), seed=2, callback=lambda step, miou: seen.append(step))
+    assert seen == [7, 14, 21, 28, 30]
+    assert (curved.miou, curved.per_class_iou, curved.train_loss) == (plain.miou, plain.per_class_iou, plain.train_loss)
+    assert CFG.replace(eval_every=7).hash("cpu") == CFG.hash("cpu") != CFG.replace(iterations=31).hash("cpu")
+
+
 def test_nan_loss_raises_with_reason():
     bad = toy_split(16, 1)
     bad.inputs[0, 0, 0, 0] = float("nan")
