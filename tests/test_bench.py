@@ -151,8 +151,12 @@ def test_shards_with_overlapping_records_merge_without_duplicates(tmp_path):
 
 
 def test_other_config_hash_or_scene_key_lands_elsewhere_and_info_counts_apart(tmp_path, capsys):
-    assert collect(tmp_path, 4) == 0
+    assert collect(tmp_path, 3) == 0
+    # curves every 10 steps instead of 5: the same results (eval_every is not in the hash), pooled
     assert bench.main(["collect", "--config", "test", "--eval-every", "10", "--data", str(tmp_path), "--quiet",
+                       "--evaluator", FAKE, "--evaluations", "1"]) == 0
+    assert len(bench.read_records(only_dir(tmp_path))) == 4
+    assert bench.main(["collect", "--config", "cpu", "--data", str(tmp_path), "--quiet",
                        "--evaluator", FAKE, "--evaluations", "2"]) == 0
     dirs = sorted(d for d in tmp_path.iterdir() if d.is_dir())
     assert len(dirs) == 2
