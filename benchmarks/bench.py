@@ -12,6 +12,10 @@ worker process writes its own shard and only picks cells whose hash % N is its i
 ``python -m benchmarks.bench info`` prints, per directory, the cells, multi-seed cells (>= 3 seeds),
 evaluations, sources, and the seed-to-seed Spearman rho of val mIOU over the multi-seed cells.
 Reading merges every shard of a directory and drops duplicate (canonical hash, seed), first by date.
+
+``python -m benchmarks.bench import STORAGE`` adds the proxy evaluations a study storage already
+holds (searches, noise studies, re-trainings) where their config hash and scene set are proven
+(``benchmarks.bench_import``).
 """
 from __future__ import annotations
 
@@ -448,6 +452,24 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_cli(args: argparse.Namespace) -> int:
+    from benchmarks.bench_import import import_storage
+    from strategies.storage import StorageError
+
+    try:
+        counts = import_storage(args.storage, args.data, args.study)
+    except (StorageError, KeyError) as e:
+        print(f"python -m benchmarks.bench import: error: {e}", file=sys.stderr)
+        return 2
+    for directory, n in sorted(counts["written"].items()):
+        print(f"imported {n} record(s) into {Path(args.data) / directory}")
+    for why, n in sorted(counts["skipped"].items()):
+        print(f"skipped {n} trial(s): {why}")
+    if not counts["written"]:
+        print("nothing imported")
+    return 0
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -470,6 +492,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--evaluator", default="proxy", help=argparse.SUPPRESS)  # module:factory(cfg, cache_dir=, device=)
     i = sub.add_parser("info", help="summarise the records, per directory")
     i.add_argument("--data", default=DEFAULT_DATA, help=f"records root (default {DEFAULT_DATA})")
+    m = sub.add_parser("import", help="records from the proxy trials a study storage already holds (benchmarks.bench_import)")
+    m.add_argument("storage", help="journal file or Optuna storage URL")
+    m.add_argument("--study", action="append", default=None, help="only this study (repeatable; default all)")
+    m.add_argument("--data", default=DEFAULT_DATA, help=f"records root (default {DEFAULT_DATA})")
     return p
 
 
@@ -480,6 +506,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if __name__ == "__main__":  # `bench info | head`: stop quietly when the reader goes away
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         return info(args)
+    if args.command == "import":
+        return import_cli(args)
     if args.workers < 1:
         parser().error("--workers must be >= 1")
     if args.worker is not None and not 0 <= args.worker < args.workers:
