@@ -221,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     index = {name: i for i, (name, _) in enumerate(chosen)}
     values = {"val": np.full((len(chosen), args.seeds), np.nan), "test": np.full((len(chosen), args.seeds), np.nan)}
     attrs: dict[str, Any] = {}
+    hashes: set[str] = set()
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("config_hash"):
+            hashes.add(t.user_attrs["config_hash"])
         cell, seed = t.user_attrs.get("cell"), t.user_attrs.get("eval_seed")
         if cell in index and seed is not None and seed < args.seeds:
             values["val"][index[cell], seed] = t.value
@@ -241,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     prov = provenance(argv, obj, attrs)
     prov["collected_by"] = study.user_attrs.get("command")  # the command that ran the evaluations
     prov["missing_evaluations"] = missing
+    prov["config_hashes"] = sorted(hashes)
+    if len(hashes) > 1:  # one config under two hash formulas (code changed mid-study), or two configs
+        print(f"warning: the trials carry {len(hashes)} config hashes ({', '.join(sorted(hashes))}): another config, "
+              "or the same one hashed by other code", file=sys.stderr)
     out.write_text(json.dumps({"provenance": prov, "seeds": args.seeds,
                                "genomes": {n: str(g) for n, g in chosen}, **summary}, indent=1, default=float) + "\n")
     print(f"written {out}")

@@ -90,7 +90,7 @@ def test_test_vs_val_and_baseline_comparison_in_the_table(tmp_path, monkeypatch,
     a = json.loads((tmp_path / "a.json").read_text())
     assert "test's seed std vs val's: lower in" in out and a["test_vs_val"]["cells"] == 8
     assert a["test_vs_val"]["lower"] >= 6  # the fake test noise is 0.02 against val's 0.05
-    assert a["provenance"]["scene_key"] is None  # not the embedded dataset
+    assert a["provenance"]["scene_key"] is None and a["provenance"]["config_hashes"] == []  # a fake objective
     assert noise.main(base + ["--report-only", "--baseline", str(tmp_path / "a.json"), "--out", str(tmp_path / "b.json")]) == 0
     b = json.loads((tmp_path / "b.json").read_text())
     assert b["baseline"]["val"]["lower"] == 0 and b["baseline"]["val"]["pooled"][0] == b["baseline"]["val"]["pooled"][1]
