@@ -74,13 +74,23 @@ def summarize(names: list[str], values: dict[str, np.ndarray]) -> dict[str, Any]
             warnings.simplefilter("ignore", RuntimeWarning)  # cells with fewer than two seeds yet: NaN
             stds = np.nanstd(table, axis=1, ddof=1) if table.shape[1] > 1 else np.full(len(names), math.nan)
             means = np.nanmean(table, axis=1)
-        out[split] = {"mean": means.tolist(), "std": stds.tolist(),
+        out[split] = {"mean": means.tolist(), "std": stds.tolist(), "n": np.isfinite(table).sum(axis=1).tolist(),
                       "mean_std": float(np.nanmean(stds)) if np.isfinite(stds).any() else math.nan,
                       "pooled_std": float(np.sqrt(np.nanmean(stds**2))) if np.isfinite(stds).any() else math.nan,
                       "seed_vs_seed_spearman": seed_rank_agreement(table)}
     if "val" in out and "test" in out:
-        out["test_vs_val"] = compare_stds(out["test"]["std"], out["val"]["std"])
+        seeds = next(iter(values.values())).shape[1]
+        out["test_vs_val"] = compare_stds(*complete(out["test"], out["val"], seeds))
     return out
+
+
+def complete(a: dict[str, Any], b: dict[str, Any], seeds: int) -> tuple[list[float], list[float]]:
+    """The two splits' per-cell stds, NaN where either cell lacks some of its seeds (a study still
+    running): a 2-seed std beside a 3-seed one is no pair. A table without counts is complete."""
+    full = [all(n is None or n >= seeds for n in pair)
+            for pair in zip(a.get("n") or [None] * len(a["std"]), b.get("n") or [None] * len(b["std"]))]
+    return ([x if ok else math.nan for x, ok in zip(a["std"], full)],
+            [y if ok else math.nan for y, ok in zip(b["std"], full)])
 
 
 def compare_stds(a: list[float], b: list[float]) -> dict[str, Any]:
@@ -121,7 +131,7 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def baseline_comparison(summary: dict[str, Any], path: str, p: argparse.ArgumentParser) -> dict[str, Any]:
+def baseline_comparison(summary: dict[str, Any], path: str, seeds: int, p: argparse.ArgumentParser) -> dict[str, Any]:
     """Each split's per-cell stds against those of the noise JSON at ``path`` (same cells, in order)."""
     try:
         base = json.loads(Path(path).read_text())
@@ -130,9 +140,11 @@ def baseline_comparison(summary: dict[str, Any], path: str, p: argparse.Argument
     if base.get("cells") != summary["cells"]:
         p.error(f"--baseline {path}: its cells differ from this study's (another --cells or --cell-seed?)")
     out: dict[str, Any] = {"file": str(path), "scene_key": base.get("provenance", {}).get("scene_key")}
+    if base.get("seeds") != seeds:
+        p.error(f"--baseline {path}: {base.get('seeds')} seeds a cell, this study {seeds}")
     for split in ("val", "test"):
         if split in summary and split in base:
-            out[split] = c = compare_stds(summary[split]["std"], base[split]["std"])
+            out[split] = c = compare_stds(*complete(summary[split], base[split], seeds))
             print(comparison_line(f"{split} seed std vs {path}'s", c))
     return out
 
@@ -237,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize([n for n, _ in chosen], values)
     print(format_table(summary))
     if args.baseline:
-        summary["baseline"] = baseline_comparison(summary, args.baseline, p)
+        summary["baseline"] = baseline_comparison(summary, args.baseline, args.seeds, p)
     if missing:
         print(f"warning: {missing} evaluations failed or are missing; rerun to retry them", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -106,3 +106,11 @@ def test_provenance_names_the_scene_set_of_a_proxy_objective():
     from strategies.objectives import resolve_objective
 
     assert noise._scene_key(resolve_objective("proxy", config="test")) == scene_key(SCENE_PRESETS["test"])
+
+
+def test_a_cell_still_missing_seeds_is_left_out_of_the_comparisons():
+    a = {"std": [0.1, 0.2, 0.3], "n": [3, 2, 3]}
+    b = {"std": [0.4, 0.5, 0.6]}  # an older table without counts: complete
+    x, y = noise.complete(a, b, 3)
+    assert x[0] == 0.1 and math.isnan(x[1]) and math.isnan(y[1]) and y[2] == 0.6
+    assert noise.compare_stds(x, y)["cells"] == 2
