@@ -99,11 +99,12 @@ def auto_workers_reason(objective_spec: str, config: str | None) -> tuple[int, s
     if n_gpus == 0:
         cores = os.cpu_count() or 1
         if objective_spec == "proxy" and cores > 1:
-            fit = max(1, available_memory() // CPU_WORKER_BYTES)
+            avail = available_memory()
+            fit = max(1, avail // CPU_WORKER_BYTES)
             n = min(cores, fit)
             limit = "CPU cores" if cores <= fit else "memory"
             return n, (f"workers: {n} (auto, no CUDA device: one single-thread process per core, bound by {limit}: "
-                       f"{cores} cores, {available_memory() / GIB:.1f} GiB available / {CPU_WORKER_BYTES / GIB:.0f} "
+                       f"{cores} cores, {avail / GIB:.1f} GiB available / {CPU_WORKER_BYTES / GIB:.0f} "
                        f"GiB per worker)")
         why = "no CUDA device" if objective_spec in ("proxy", "full") else f"objective {objective_spec} runs on the CPU"
         return 1, f"workers: 1 (auto: {why}; --workers N runs N processes)"
