@@ -453,12 +453,12 @@ def info(args: argparse.Namespace) -> int:
 
 
 def import_cli(args: argparse.Namespace) -> int:
-    from benchmarks.bench_import import import_storage
+    from benchmarks.bench_import import ImportRefused, import_storage
     from strategies.storage import StorageError
 
     try:
-        counts = import_storage(args.storage, args.data, args.study)
-    except (StorageError, KeyError) as e:
+        counts = import_storage(args.storage, args.data, args.study, args.scene_key)
+    except (StorageError, KeyError, ImportRefused) as e:
         print(f"python -m benchmarks.bench import: error: {e}", file=sys.stderr)
         return 2
     for directory, n in sorted(counts["written"].items()):
@@ -496,6 +496,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("storage", help="journal file or Optuna storage URL")
     m.add_argument("--study", action="append", default=None, help="only this study (repeatable; default all)")
     m.add_argument("--data", default=DEFAULT_DATA, help=f"records root (default {DEFAULT_DATA})")
+    m.add_argument("--scene-key", default=None,
+                   help="scene set of trials that predate recording their data; believed only where the bench's "
+                        "records of the same (cell, seed) agree bit for bit")
     return p
 
 

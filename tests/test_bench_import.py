@@ -56,3 +56,58 @@ def test_import_writes_proven_trials_once(tmp_path, cache_dir, capsys):
         assert import_storage(journal, data)["skipped"][why] == 1
     assert len(bench.read_records(directory)) == 2
     assert all(json.loads(line)["source"] == "import" for p in directory.glob("*.jsonl") for line in p.read_text().splitlines())
+
+
+def _legacy_trial(genome, seed, val, test, cfg):
+    """A trial as the noise study stored it before results carried ``data`` and before
+    ``eval_every`` left the config hash."""
+    from benchmarks.bench_import import hash_before_eval_every_left
+    return optuna.trial.create_trial(params={}, distributions={}, value=val, user_attrs={
+        "genome": str(genome), "seed": seed, "config": cfg.name, "device": "cpu", "test_miou": test,
+        "config_hash": hash_before_eval_every_left(cfg, "cpu"), "iterations": cfg.iterations})
+
+
+def test_legacy_trials_need_a_scene_key_the_bench_confirms(tmp_path):
+    from benchmarks.bench_import import ImportRefused, hash_before_eval_every_left
+    cfg = get_config("cpu")
+    assert hash_before_eval_every_left(cfg, "cpu") != cfg.hash("cpu")
+    journal = str(tmp_path / "old.journal")
+    study = optuna.create_study(study_name="old-noise", storage=open_storage(journal).storage)
+    aspp, weak = zoo_cell("aspp"), zoo_cell("weak")
+    study.add_trial(_legacy_trial(aspp, 0, 0.232, 0.251, cfg))
+    study.add_trial(_legacy_trial(weak, 1, 0.201, 0.222, cfg))
+    data = tmp_path / "bench"
+    # without a scene key: the hash is accepted, the missing data is not
+    assert import_storage(journal, data)["skipped"] == {"no embedded scene set recorded": 2}
+    directory = data / bench.directory_name("cpu", cfg.hash("cpu"), "k3y")
+    # a scene key with nothing to check it against writes nothing
+    with pytest.raises(ImportRefused, match="none of these trials"):
+        import_storage(journal, data, scene_key="k3y")
+    assert not directory.exists()
+
+    def proven(val, test):
+        bench.append_record(directory / "collector.jsonl", {
+            "genome": str(aspp), "canonical_hash": aspp.canonical_hash(), "seed": 0, "val_miou": val,
+            "test_miou": test, "date": "2026-01-01T00:00:00+00:00", "source": "zoo"})
+
+    proven(0.232, 0.2510001)  # the collector's ASPP seed 0 disagrees in test: refused
+    with pytest.raises(ImportRefused, match="1 of 1 shared"):
+        import_storage(journal, data, scene_key="k3y")
+    (directory / "collector.jsonl").unlink()
+    proven(0.232, 0.251)
+    counts = import_storage(journal, data, scene_key="k3y")
+    assert counts["written"] == {directory.name: 1} and counts["skipped"] == {"already in the bench": 1}
+    (record,) = [r for r in bench.read_records(directory) if r["source"] == "import"]
+    assert record["genome"] == str(weak) and record["config_hash"] == cfg.hash("cpu")
+    assert record["imported_from"]["config_hash"] == hash_before_eval_every_left(cfg, "cpu")
+    assert record["imported_from"]["scene_key_from"] == "k3y"
+
+
+def test_import_cli_names_a_refused_scene_key(tmp_path, capsys):
+    cfg = get_config("cpu")
+    journal = str(tmp_path / "old.journal")
+    optuna.create_study(study_name="s", storage=open_storage(journal).storage).add_trial(
+        _legacy_trial(zoo_cell("aspp"), 0, 0.2, 0.2, cfg))
+    assert bench.main(["import", journal, "--data", str(tmp_path / "b"), "--scene-key", "k"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--scene-key k" in err[0] and "collect the zoo there first" in err[0]
