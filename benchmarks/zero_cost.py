@@ -11,9 +11,11 @@ Each predictor scores a cell without training it:
 - ``params`` and ``flops``: ``dpc.cost.cell_cost``.
 
 ``python -m benchmarks.zero_cost [--data bench/records/DIR]`` scores every cell of a bench
-directory (a batch of seeded random features; ``score_records(..., features=...)`` takes real
-cached ones) and prints each predictor's Spearman rho against the per-cell mean val and test
-mIOU, with its cost in ms per cell ("n/a" below 5 cells or for a constant predictor).
+directory and prints each predictor's Spearman rho against the per-cell mean val and test
+mIOU, with its cost in ms per cell ("n/a" below 5 cells or for a constant predictor). NASWOT
+sees a seeded minibatch of the cached train features of the records' scene set (``--features
+train``, the default: it is a statement about the data) or seeded random normal features
+(``--features random``, no dataset needed); synflow's input is all ones either way.
 """
 from __future__ import annotations
 
@@ -211,6 +213,22 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def train_features(cfg: EvalConfig, batch: int, seed: int = 0, scene_key: Optional[str] = None,
+                   cache_dir: "str | Path | None" = None) -> torch.Tensor:
+    """``batch`` seeded images' cached backbone features from the train split of ``cfg``'s scene
+    set, built if missing; refuses when that scene set is not ``scene_key`` (the records')."""
+    from proxy.cache import load_or_build
+    from proxy.sources import load_datasets
+
+    train = load_datasets(None, cfg.scenes, cache_dir)[0]
+    if scene_key is not None and f"scenes-{scene_key}-" not in train.name:
+        raise ValueError(f"the records' scene set is {scene_key}, this machine builds {train.name}: "
+                         "use --features random or the records of this scene set")
+    cached = load_or_build(train, cfg.backbone, cfg.output_stride, cache_dir=cache_dir, progress=False)
+    index = torch.randperm(len(cached), generator=torch.Generator().manual_seed(seed))[:batch].sort().values
+    return torch.from_numpy(cached.features[index.numpy()].astype("float32"))
+
+
 def _directories(path: Path) -> list[Path]:
     if any(path.glob("*.jsonl")):
         return [path]
@@ -223,7 +241,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--config", default=None, help="cell config (default: the records')")
     p.add_argument("--in-channels", type=int, default=IN_CHANNELS, help=f"feature channels (default {IN_CHANNELS})")
     p.add_argument("--hw", type=int, nargs=2, default=list(HW), metavar=("H", "W"), help="feature size (default 33 33)")
-    p.add_argument("--batch", type=int, default=BATCH, help=f"naswot batch of random features (default {BATCH})")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"naswot minibatch (default {BATCH})")
+    p.add_argument("--features", choices=("train", "random"), default="train",
+                   help="naswot's input: cached train features of the records' scene set (default) or random normal")
+    p.add_argument("--cache-dir", default=None, help="dataset and feature cache (default: the project's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     dirs = _directories(Path(args.data))
@@ -231,8 +252,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"no records under {args.data}")
         return 1
     for d in dirs:
-        rows = score_records(d, args.config, args.in_channels, tuple(args.hw), args.batch, args.seed)
-        print(f"{d.name}")
+        features = None
+        if args.features == "train":
+            records = read_records(d)
+            cfg = _config_of(records) if args.config is None else get_config(args.config)
+            keys = {r.get("scene_key") for r in records} - {None}
+            try:
+                features = train_features(cfg, args.batch, args.seed, keys.pop() if len(keys) == 1 else None,
+                                          args.cache_dir)
+            except ValueError as e:
+                print(f"python -m benchmarks.zero_cost: error: {e}", file=sys.stderr)
+                return 2
+        rows = score_records(d, args.config, args.in_channels, tuple(args.hw), args.batch, args.seed, features)
+        print(f"{d.name}" + (f" (naswot on {args.batch} cached train images)" if features is not None else ""))
         print(markdown(rows))
         if rows[0]["cells"] < MIN_CELLS:
             print(f"(Spearman n/a: {rows[0]['cells']} cell(s), fewer than {MIN_CELLS})")

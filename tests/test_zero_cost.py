@@ -106,10 +106,38 @@ def test_cli_prints_table(tmp_path, capsys):
     d = tmp_path / "test-abc-def"
     d.mkdir()
     (d / "host-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in fake_records()))
-    assert zero_cost.main(["--data", str(tmp_path), "--config", "test", "--in-channels", str(IN), "--hw", "9", "9"]) == 0
+    assert zero_cost.main(["--data", str(tmp_path), "--config", "test", "--in-channels", str(IN), "--hw", "9", "9",
+                           "--features", "random"]) == 0
     out = capsys.readouterr().out
     assert "test-abc-def" in out
     assert "| predictor | Spearman vs val | Spearman vs test | ms per cell | cells |" in out
     for name in zero_cost.PREDICTORS:
         assert f"| {name} | " in out
     assert zero_cost.main(["--data", str(tmp_path / "missing")]) == 1
+
+
+def test_naswot_reads_the_cached_train_features_of_the_records_scene_set(tmp_path, capsys, cache_dir):
+    from proxy.config import get_config
+    from proxy.scenes import SCENE_PRESETS, scene_key
+
+    cfg = get_config("test")
+    key = scene_key(SCENE_PRESETS["test"])
+    feats = zero_cost.train_features(cfg, 3, seed=1, scene_key=key, cache_dir=cache_dir)
+    again = zero_cost.train_features(cfg, 3, seed=1, cache_dir=cache_dir)
+    other = zero_cost.train_features(cfg, 3, seed=2, cache_dir=cache_dir)
+    assert feats.dtype == torch.float32 and feats.shape[0] == 3 and torch.equal(feats, again)
+    assert not torch.equal(feats, other)  # another seed, other images
+    with pytest.raises(ValueError, match="scene set is 0123456789ab"):
+        zero_cost.train_features(cfg, 3, scene_key="0123456789ab", cache_dir=cache_dir)
+    d = tmp_path / "test-abc-def"
+    d.mkdir()
+    recs = [dict(r, scene_key="0123456789ab") for r in fake_records()]
+    (d / "host-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert zero_cost.main(["--data", str(tmp_path), "--config", "test", "--cache-dir", cache_dir]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0123456789ab" in err[0]
+    recs = [dict(r, scene_key=key) for r in fake_records()]
+    (d / "host-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert zero_cost.main(["--data", str(tmp_path), "--config", "test", "--cache-dir", cache_dir, "--batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "(naswot on 4 cached train images)" in out and "| naswot | " in out
