@@ -153,9 +153,9 @@ def _full_factory(args: argparse.Namespace) -> Callable:
         return load_factory(args.evaluator)
 
     def make(cfg, cache_dir=None, device=None):
-        from proxy.full import FullEvaluator
+        from proxy.full import full_evaluator
 
-        return FullEvaluator(cfg, cache_dir=cache_dir, device=device)
+        return full_evaluator(cfg, cache_dir=cache_dir, device=device)
 
     return make
 

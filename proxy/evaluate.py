@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
             head = load_cell(args.cell)
         if args.full:
-            from .full import FullEvaluator as Evaluator
+            from .full import full_evaluator as Evaluator
         else:
             from .evaluator import ProxyEvaluator as Evaluator
         evaluator = Evaluator(args.config, cache_dir=args.cache_dir, device=args.device, dataset=args.dataset)

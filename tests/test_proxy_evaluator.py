@@ -86,6 +86,23 @@ def test_full_evaluator_fine_tunes_a_fresh_backbone_each_time(cache_dir):
     assert a.config == "full-test" and 0 <= a.miou <= 1
 
 
+def test_frozen_full_task_trains_on_cached_lite2_features_at_full_resolution(cache_dir):
+    from proxy.evaluator import ProxyEvaluator
+    from proxy.full import FullEvaluator, full_evaluator
+
+    assert isinstance(full_evaluator("test", cache_dir=cache_dir), FullEvaluator)
+    ev = full_evaluator("test-frozen", cache_dir=cache_dir, device="cpu")
+    cfg = get_config("test-frozen", full=True)
+    assert isinstance(ev, ProxyEvaluator) and not cfg.end_to_end and cfg.loss_stride == cfg.eval_stride == 1
+    ev.prepare()
+    assert ev.in_channels == 352  # Lite2's features, not the proxy's Lite0
+    assert ev._train.mirrored is not None and ev._train.mirrored.shape == ev._train.inputs.shape
+    r = ev.evaluate(zoo_cell("aspp"), seed=0)
+    assert r.config == "full-test-frozen" and 0 <= r.miou <= 1 and 0 <= r.test_miou <= 1
+    assert r.config_hash == cfg.hash("cpu") != get_config("test").hash("cpu")
+    assert ev.evaluate(zoo_cell("aspp"), seed=0).miou == r.miou
+
+
 def test_bad_dataset_specs(cache_dir):
     with pytest.raises(ValueError, match="unknown dataset"):
         load_datasets("imagenet", cache_dir=cache_dir)
