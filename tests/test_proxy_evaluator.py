@@ -103,6 +103,15 @@ def test_frozen_full_task_trains_on_cached_lite2_features_at_full_resolution(cac
     assert ev.evaluate(zoo_cell("aspp"), seed=0).miou == r.miou
 
 
+def test_full_objective_on_a_frozen_config_reaches_the_cached_feature_trainer(cache_dir):
+    from strategies.objectives import resolve_objective
+
+    obj = resolve_objective("full", config="test-frozen", cache_dir=cache_dir)
+    assert obj.name == "full-test-frozen" and obj.steps == get_config("test-frozen", full=True).iterations
+    r = obj.fn(zoo_cell("weak"), seed=1)
+    assert r.config == "full-test-frozen" and r.config_hash == get_config("test-frozen", full=True).hash("cpu")
+
+
 def test_bad_dataset_specs(cache_dir):
     with pytest.raises(ValueError, match="unknown dataset"):
         load_datasets("imagenet", cache_dir=cache_dir)
