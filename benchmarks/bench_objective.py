@@ -89,6 +89,11 @@ def _ok(rec: dict, key: str) -> bool:
     return rec.get("error") is None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def _seconds(rec: dict) -> float | None:
+    t = rec.get("train_seconds")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0 else None
+
+
 class BenchObjective:
     """Replays a DPC-Bench directory; falls back to its surrogate (see the module doc)."""
 
@@ -126,7 +131,7 @@ class BenchObjective:
         if rec is not None:
             res = BenchResult(
                 miou=float(rec["val_miou"]), test_miou=_float(rec.get("test_miou")), source="table", seed=seed,
-                table_seed=int(rec["seed"]), train_seconds=float(rec.get("train_seconds") or 0.0),
+                table_seed=int(rec["seed"]), train_seconds=_seconds(rec) or self._cell_train_seconds(g, held),
                 eval_seconds=float(rec.get("eval_seconds") or 0.0), params=rec.get("params"), flops=rec.get("flops"),
                 iterations=rec.get("iterations"), curve=[list(p) for p in rec.get("curve") or []],
             )
@@ -146,6 +151,17 @@ class BenchObjective:
         return res
 
     evaluate = __call__
+
+    def _cell_train_seconds(self, g: Genome, held: dict) -> float:
+        """The cell's measured training seconds (mean over its records that have them), else the
+        surrogate's; a record without them (``train_seconds: null``: its clock was not the
+        training's) costs what its cell costs."""
+        measured = [t for t in map(_seconds, held.values()) if t]
+        if measured:
+            return statistics.fmean(measured)
+        if "log_train_seconds" in self.surrogate.models:
+            return math.exp(self.surrogate.predict(g, target="log_train_seconds"))
+        return 0.0
 
     def _record_for(self, held: dict[int, dict], seed: int) -> Optional[dict]:
         if seed in held:
@@ -167,15 +183,13 @@ class BenchObjective:
             else:
                 mean = self.surrogate.predict(g, target=target) if target in self.surrogate.models else math.nan
                 values[target] = mean + float(rng.normal(0.0, self.sigma.get(target, 0.0)))
+        train = self._cell_train_seconds(g, held)
         if held:  # cost and size are the cell's, whatever the seed
             any_rec = next(iter(held.values()))
-            train = statistics.fmean(float(r.get("train_seconds") or 0.0) for r in held.values())
             params, flops = any_rec.get("params"), any_rec.get("flops")
         else:
             from dpc.cost import cell_cost
 
-            train = (math.exp(self.surrogate.predict(g, target="log_train_seconds"))
-                     if "log_train_seconds" in self.surrogate.models else 0.0)
             cost = cell_cost(g, **S.CPU_SHAPE)
             params, flops = int(cost.params), int(cost.flops)
         final = values["val_miou"]

@@ -161,3 +161,23 @@ def test_compare_on_bench_reports_pairwise_tests_on_test_values(tmp_path, bench_
                  for s in optuna.get_all_study_summaries(storage))
     assert (tmp_path / "c.journal").stat().st_size / trials < 2500
     assert json.loads((out / "report.json").read_text())["summary"]["evolution"]["test"]["n"] == 3
+
+
+def test_a_record_without_train_seconds_costs_what_its_cell_costs(tmp_path, records):
+    """A collector paused mid-training (SIGSTOP while timing something else) measured the pause:
+    such a record keeps its mIOU but drops its seconds, and the simulated clock uses the cell's."""
+    by_cell: dict = {}
+    for r in records:
+        by_cell.setdefault(r["canonical_hash"], []).append(r)
+    cell = next(rs for rs in by_cell.values() if len(rs) >= 2 and any(r["seed"] == 0 for r in rs))
+    d = tmp_path / "cpu-abc-def"
+    d.mkdir()
+    edited = [dict(r, train_seconds=None) if r["canonical_hash"] == cell[0]["canonical_hash"] and r["seed"] == 0 else r
+              for r in records]
+    (d / "host-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
+    obj = B.BenchObjective(d, cache_dir=tmp_path / "cache")
+    seed0 = next(r for r in cell if r["seed"] == 0)
+    others = [r["train_seconds"] for r in cell if r["seed"] != 0]
+    res = obj(Genome.parse(seed0["genome"]))
+    assert res.source == "table" and res.miou == seed0["val_miou"]
+    assert res.simulated_seconds == pytest.approx(sum(others) / len(others) + 10.0)
