@@ -21,7 +21,6 @@ keeps ``imported_from.config_hash`` (the hash it was stored with) and ``scene_ke
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import socket
@@ -49,10 +48,7 @@ class ImportRefused(ValueError):
 
 def hash_before_eval_every_left(cfg, device_type: str) -> str:
     """``EvalConfig.hash`` as it was before commit ae66973, when ``eval_every`` was still hashed."""
-    body = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "default_budget", "default_reeval_seeds")}
-    body["device_type"] = device_type
-    body["precision"] = cfg.precision(device_type)
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+    return cfg.hash(device_type, unhashed=frozenset(("name", "default_budget", "default_reeval_seeds")))
 
 
 def _list(value: Any) -> Any:
@@ -137,8 +133,7 @@ def _confirm_scene_key(directory: Path, asserted: list[dict], scene_key: str) ->
 def import_storage(storage: str, data_root: str | Path, studies: list[str] | None = None,
                    scene_key: str | None = None) -> dict[str, Any]:
     """Append the importable COMPLETE trials of ``storage`` (all studies, or ``studies``) to the
-    bench under ``data_root``; returns counts: written per directory, skipped per reason, and the
-    (cell, seed) pairs that confirmed ``scene_key``. Raises ImportRefused before writing anything
+    bench under ``data_root``; returns counts: written per directory, skipped per reason. Raises ImportRefused before writing anything
     when ``scene_key`` is needed and not confirmed."""
     import optuna
     from optuna.trial import TrialState

@@ -96,14 +96,14 @@ class EvalConfig:
         """What the arithmetic really is: bf16 autocast on CUDA when ``amp``, else fp32."""
         return "bf16-autocast" if self.amp and device_type == "cuda" else "fp32"
 
-    def hash(self, device_type: str | None = None) -> str:
+    def hash(self, device_type: str | None = None, *, unhashed: frozenset = frozenset(
+            ("name", "default_budget", "default_reeval_seeds", "eval_every"))) -> str:
         """Every field that can change a result: all but the name, the budget defaults and
         ``eval_every`` (it only says how often the callback hears val mIOU; evaluations with and
         without it agree bit for bit, tested), so a search's trials, a noise study's and DPC-Bench's
         records of one cell and seed share a hash. With ``device_type``, also the device type and the
         precision it implies, so CPU fp32 and GPU bf16 results never share a hash."""
-        body = {k: v for k, v in self.to_dict().items()
-                if k not in ("name", "default_budget", "default_reeval_seeds", "eval_every")}
+        body = {k: v for k, v in self.to_dict().items() if k not in unhashed}
         if device_type is not None:
             body["device_type"] = device_type
             body["precision"] = self.precision(device_type)
