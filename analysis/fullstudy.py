@@ -45,6 +45,18 @@ def read(data: str | Path) -> list[dict]:
     return list(seen.values())
 
 
+def mixed(records: list[dict]) -> Optional[str]:
+    """Why the records are not one study (several config hashes of a task, several scene sets), else None."""
+    for task in ("proxy", "full"):
+        hashes = sorted({r["config_hash"] for r in records if r["task"] == task and r.get("config_hash")})
+        if len(hashes) > 1:
+            return f"{task} records of {len(hashes)} config hashes ({', '.join(hashes)})"
+    keys = sorted({r["scene_key"] for r in records if r.get("scene_key")})
+    if len(keys) > 1:
+        return f"records of {len(keys)} scene sets ({', '.join(keys)})"
+    return None
+
+
 def cells_of(records: list[dict]) -> list[dict]:
     """Cells with at least one proxy and one full evaluation: proxy val and full test per seed."""
     by: dict[str, dict[str, Any]] = {}
@@ -153,7 +165,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.data).is_dir():
         p.error(f"{args.data} is not a directory (the study's records live in study/records)")
-    res = analyse(read(args.data), n_resamples=args.n_resamples)
+    records = read(args.data)
+    why = mixed(records)
+    if why:
+        p.error(f"{args.data} holds {why}: point --data at one study directory, e.g. "
+                + next((str(d) for d in sorted(Path(args.data).iterdir()) if d.is_dir()), "study/records/<dir>"))
+    res = analyse(records, n_resamples=args.n_resamples)
     print(text(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float))

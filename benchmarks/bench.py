@@ -242,16 +242,58 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _device_type(evaluator) -> str:
+def evaluator_device_type(evaluator) -> str:
     dev = getattr(evaluator, "device", "cpu")
     return getattr(dev, "type", str(dev))
+
+
+def new_shard(directory: Path) -> Path:
+    """A fresh shard path (host, time, pid): never an old one, whose last line may be partial."""
+    stem = f"{socket.gethostname()}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    shard, n = directory / f"{stem}.jsonl", 1
+    while shard.exists():
+        n += 1
+        shard = directory / f"{stem}-{n}.jsonl"
+    return shard
+
+
+def evaluate_record(evaluator, cfg, genome, seed: int, provenance: dict[str, Any]) -> dict[str, Any]:
+    """One bench record: ``provenance`` (source, config, config_hash, scene_key, ...) plus the
+    evaluation's results and learning curve, or its error (a NaN loss is a result too, recorded and
+    not retried). The study collector makes its proxy evaluations with this, so they are bench records."""
+    curve: list[list] = []
+    dev_type = evaluator_device_type(evaluator)
+    record: dict[str, Any] = {"genome": str(genome), "canonical_hash": genome.canonical_hash(), "seed": seed, **provenance}
+    try:
+        res = evaluator.evaluate(genome, seed=seed, callback=lambda step, m: curve.append([int(step), float(m)]))
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        if type(e).__name__ == "GPUOutOfMemoryError":
+            raise
+        record.update(error=f"{type(e).__name__}: {e}", val_miou=None, test_miou=None,
+                      device=dev_type, precision=cfg.precision(dev_type))
+    else:
+        if res.config_hash != provenance["config_hash"]:
+            raise RuntimeError(f"evaluator's config hash {res.config_hash} != {provenance['config_hash']}")
+        if not curve or curve[-1][0] != res.iterations:
+            curve.append([int(res.iterations), float(res.miou)])
+        d = res.to_dict()
+        record.update(
+            error=None, val_miou=res.miou, test_miou=res.test_miou, curve=curve,
+            per_class_iou=d["per_class_iou"], test_per_class_iou=d.get("test_per_class_iou"),
+            params=res.params, flops=res.flops, train_seconds=res.train_seconds,
+            eval_seconds=res.eval_seconds, iterations=res.iterations, train_loss=res.train_loss,
+            device=res.device, precision=res.precision)
+    record["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return _finite(record)
 
 
 def collect(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = bench_config(args.config, args.eval_every)
     factory = load_factory(args.evaluator)
     evaluator = factory(cfg, cache_dir=args.cache_dir, device=args.device)
-    dev_type = _device_type(evaluator)
+    dev_type = evaluator_device_type(evaluator)
     config_hash = cfg.hash(dev_type)
     key = scene_set_key(cfg)
     directory = Path(args.data) / directory_name(cfg.name, config_hash, key)
@@ -263,11 +305,7 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
 
     worker, workers = (args.worker or 0), max(1, args.workers)
     host = socket.gethostname()
-    stem = f"{host}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    shard, n = directory / f"{stem}.jsonl", 1
-    while shard.exists():  # never append to an old shard (its last line may be partial)
-        n += 1
-        shard = directory / f"{stem}-{n}.jsonl"
+    shard = new_shard(directory)
     records = read_records(directory)
     rng = np.random.default_rng([args.seed, worker, workers, len(records)])
     deadline = time.time() + args.hours * 3600 if args.hours else None
@@ -284,34 +322,9 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
                 print("no cell left to evaluate", file=sys.stderr)
                 break
             genome, seed, source = choice
-            curve: list[list] = []
-            record: dict[str, Any] = {
-                "genome": str(genome), "canonical_hash": genome.canonical_hash(), "seed": seed, "source": source,
-                "config": cfg.name, "config_hash": config_hash, "config_dict": cfg.to_dict(), "scene_key": key,
-                "hostname": host, "command": command, "versions": vers, "torch": vers.get("torch"),
-            }
-            try:
-                res = evaluator.evaluate(genome, seed=seed, callback=lambda step, m, curve=curve: curve.append([int(step), float(m)]))
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # a failed cell is a result too (NaN loss): recorded, not retried
-                if type(e).__name__ == "GPUOutOfMemoryError":
-                    raise
-                record.update(error=f"{type(e).__name__}: {e}", val_miou=None, test_miou=None,
-                              device=dev_type, precision=cfg.precision(dev_type))
-            else:
-                if res.config_hash != config_hash:
-                    raise RuntimeError(f"evaluator's config hash {res.config_hash} != {config_hash}")
-                if not curve or curve[-1][0] != res.iterations:
-                    curve.append([int(res.iterations), float(res.miou)])
-                d = res.to_dict()
-                record.update(
-                    error=None, val_miou=res.miou, test_miou=res.test_miou, curve=curve,
-                    per_class_iou=d["per_class_iou"], test_per_class_iou=d.get("test_per_class_iou"),
-                    params=res.params, flops=res.flops, train_seconds=res.train_seconds,
-                    eval_seconds=res.eval_seconds, iterations=res.iterations, train_loss=res.train_loss,
-                    device=res.device, precision=res.precision)
-            record["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+            record = evaluate_record(evaluator, cfg, genome, seed, dict(
+                source=source, config=cfg.name, config_hash=config_hash, config_dict=cfg.to_dict(), scene_key=key,
+                hostname=host, command=command, versions=vers, torch=vers.get("torch")))
             record = _finite(record)
             append_record(shard, record)
             done += 1

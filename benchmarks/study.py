@@ -1,19 +1,27 @@
 """The proxy-vs-full study's collector: evaluations that accumulate across sessions and machines.
 
-``python -m benchmarks.study collect --hours 0.2`` picks the study's cells once (``plan``), then
-evaluates what is missing, one JSON line per evaluation appended (and fsynced) to a shard of
+``python -m benchmarks.study collect --hours 0.2`` picks the study's cells (``plan``), then evaluates
+what is missing, one JSON line per evaluation appended (and fsynced) to a shard of
 ``study/records/<full config>-<full hash>-<scene key>/``: each cell ``--proxy-seeds`` times with the
 proxy (its val mIOU is the proxy's score) and ``--full-seeds`` times with the full task (its test
 mIOU is the full task's score). Rerunning resumes; shards from any machine merge (first record
 of each (hash, task, seed) wins); ``python -m analysis.fullstudy --data DIR`` recomputes the result.
 
-Cells (``--cells N``, default 50, plus ASPP and the paper's top-1): half the best of the DPC-Bench
-directory of ``--config`` by mean val mIOU (role ``top``), half drawn evenly over the rest of its
-range (``stratified``: sorted by val, every k-th), and uniform random cells (``random``) where
-the bench holds too few. The plan is written to ``plan.json`` in the directory on the first run
-and read back afterwards, so a growing bench does not change the study's cells. Order of work:
-every cell's first proxy seed and first full seed before any second seed, so a study cut short
-is still a study.
+A proxy evaluation is a DPC-Bench evaluation: a (cell, seed) that the bench directory of the proxy
+config (same config hash on this device, same scene set) already holds is copied into the study,
+not retrained (``from_bench`` names its shard), and one the study trains is appended to the bench
+too (source ``study``), learning curve and all. ``python -m benchmarks.study import STORAGE`` adds
+the full-task trials that a storage already holds (e.g. the full task's noise study) where their
+config hash and scene set match.
+
+Cells (``--cells N``, default 50, plus ASPP and the paper's top-1): up to half from the top quarter
+of the bench by mean val mIOU (role ``top``), the rest drawn evenly over the remaining bench
+(``stratified``: sorted by val, every k-th), and uniform random cells (``random``) where the bench
+holds too few. The plan is written to ``plan.json`` and only grows: a later run with a larger
+``--cells`` appends cells by the same rule from the bench as it is then; planned cells keep their
+role. Order of work: every cell's first proxy seed and first full seed before any second seed, so
+a study cut short is still a study. ``--workers N --worker I`` splits the plan between processes
+(cell I, I+N, ...), each with its own shard.
 """
 from __future__ import annotations
 
@@ -21,57 +29,75 @@ import argparse
 import datetime
 import json
 import math
-import os
 import shlex
 import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .bench import DEFAULT_DATA, append_record, directory_name, load_factory, read_shard, scene_set_key, versions
+from .bench import (
+    DEFAULT_DATA,
+    append_record,
+    bench_config,
+    directory_name,
+    evaluate_record,
+    evaluator_device_type,
+    load_factory,
+    new_shard,
+    read_shard,
+    scene_set_key,
+    versions,
+)
 
 DEFAULT_OUT = "study/records"
+REFERENCE_CELLS = (("aspp", "aspp"), ("top1", "top1_cityscapes"))  # (role, zoo name)
+PROXY_FIELDS = ("genome", "canonical_hash", "seed", "source", "config", "config_hash", "scene_key", "error", "val_miou",
+                "test_miou", "params", "flops", "train_seconds", "eval_seconds", "device", "precision",
+                "hostname", "command", "versions", "date")
 
 
-def bench_cells(data: str | Path, config: str) -> list[tuple[str, float]]:
-    """(genome, mean val mIOU) of the bench directory of ``config`` with the most records; [] if none."""
-    from .bench import read_records
-    from .bench_objective import bench_directory
-
-    try:
-        directory = bench_directory(config, data)
-    except Exception:
-        return []
+def bench_cells(records: list[dict]) -> list[tuple[str, float]]:
+    """(genome, mean val mIOU) of the bench's cells, best first."""
     vals: dict[str, list] = {}
     genome: dict[str, str] = {}
-    for r in read_records(directory):
+    for r in records:
         if r.get("error") is None and isinstance(r.get("val_miou"), (int, float)):
             vals.setdefault(r["canonical_hash"], []).append(r["val_miou"])
             genome[r["canonical_hash"]] = r["genome"]
     return sorted(((genome[h], float(np.mean(v))) for h, v in vals.items()), key=lambda t: -t[1])
 
 
-def plan(cells: int, ranked: list[tuple[str, float]], seed: int = 0) -> list[dict[str, str]]:
-    """The study's cells: references, the bench's top half, a stratified half of the rest, random to fill."""
+def plan(cells: int, ranked: list[tuple[str, float]], seed: int = 0,
+         planned: Optional[list[dict[str, str]]] = None) -> list[dict[str, str]]:
+    """``planned`` (kept as is) grown to ``cells`` + 2: the references, up to half ``top`` cells from
+    the bench's top quarter, ``stratified`` cells evenly over the rest of it, random to fill."""
     from dpc.genome import Genome
     from dpc.mutation import sample_genome
     from dpc.zoo import zoo_cell
 
-    out = [{"genome": str(zoo_cell("aspp")), "role": "aspp"}, {"genome": str(zoo_cell("top1_cityscapes")), "role": "top1"}]
+    out = list(planned or [])
     seen = {Genome.parse(c["genome"]).canonical_hash() for c in out}
-    ranked = [(g, v) for g, v in ranked if Genome.parse(g).canonical_hash() not in seen]
-    n_top = min(cells // 2, len(ranked))
-    out += [{"genome": g, "role": "top"} for g, _ in ranked[:n_top]]
-    rest = ranked[n_top:]
-    n_strat = min(cells - n_top, len(rest))
+    for role, name in REFERENCE_CELLS:
+        g = zoo_cell(name)
+        if g.canonical_hash() not in seen:
+            seen.add(g.canonical_hash())
+            out.append({"genome": str(g), "role": role})
+    quarter = max(1, len(ranked) // 4) if ranked else 0
+    top_pool = [g for g, _ in ranked[:quarter] if Genome.parse(g).canonical_hash() not in seen]
+    n_top = max(0, min(cells // 2 - sum(c["role"] == "top" for c in out), len(top_pool), cells + 2 - len(out)))
+    out += [{"genome": g, "role": "top"} for g in top_pool[:n_top]]
+    seen |= {Genome.parse(g).canonical_hash() for g in top_pool[:n_top]}
+    rest = [g for g, _ in ranked if Genome.parse(g).canonical_hash() not in seen]
+    n_strat = max(0, min(cells + 2 - len(out), len(rest)))
     if n_strat:
         idx = np.unique(np.linspace(0, len(rest) - 1, n_strat).round().astype(int))
-        out += [{"genome": rest[i][0], "role": "stratified"} for i in idx]
-    seen |= {Genome.parse(c["genome"]).canonical_hash() for c in out}
-    rng = np.random.default_rng(seed)
+        out += [{"genome": rest[i], "role": "stratified"} for i in idx]
+        seen |= {Genome.parse(rest[i]).canonical_hash() for i in idx}
+    rng = np.random.default_rng([seed, len(out)])
     while len(out) < cells + 2:
         g = sample_genome(rng)
         if g.canonical_hash() not in seen:
@@ -80,13 +106,17 @@ def plan(cells: int, ranked: list[tuple[str, float]], seed: int = 0) -> list[dic
     return out
 
 
-def todo(cells: list[dict], done: set, proxy_seeds: int, full_seeds: int) -> list[tuple[dict, str, int]]:
-    """(cell, task, seed) still missing, round by round: every cell's seed 0 (proxy, full) before any seed 1."""
+def todo(cells: list[dict], done: set, proxy_seeds: int, full_seeds: int,
+         worker: int = 0, workers: int = 1) -> list[tuple[dict, str, int]]:
+    """(cell, task, seed) still missing, round by round: every cell's seed 0 (proxy, full) before any
+    seed 1; with ``workers`` > 1 only the plan's cells ``worker``, ``worker + workers``, ..."""
     from dpc.genome import Genome
 
     out = []
     for s in range(max(proxy_seeds, full_seeds)):
-        for c in cells:
+        for i, c in enumerate(cells):
+            if i % workers != worker:
+                continue
             h = Genome.parse(c["genome"]).canonical_hash()
             for task, n in (("proxy", proxy_seeds), ("full", full_seeds)):
                 if s < n and (h, task, s) not in done:
@@ -94,58 +124,175 @@ def todo(cells: list[dict], done: set, proxy_seeds: int, full_seeds: int) -> lis
     return out
 
 
+def proxy_record(bench_rec: dict, role: str, bench_shard: str) -> dict[str, Any]:
+    """The study's copy of a bench record (the proxy's score of one (cell, seed))."""
+    rec = {k: bench_rec.get(k) for k in PROXY_FIELDS}
+    rec.update(role=role, task="proxy", from_bench=bench_shard)
+    return rec
+
+
+def _records_with_shards(directory: Path) -> dict[tuple[str, int], tuple[dict, str]]:
+    """(hash, seed) -> (first record, its shard's path relative to the bench root) of a bench directory."""
+    out: dict[tuple[str, int], tuple[dict, str]] = {}
+    if not directory.is_dir():
+        return out
+    rows = [(r, f"{directory.name}/{shard.name}") for shard in sorted(directory.glob("*.jsonl")) for r in read_shard(shard)]
+    for r, where in sorted(rows, key=lambda t: t[0].get("date") or ""):
+        out.setdefault((r["canonical_hash"], int(r["seed"])), (r, where))
+    return out
+
+
 def collect(args: argparse.Namespace, argv: list[str]) -> int:
     from dpc.genome import Genome
     from proxy.config import get_config
 
-    proxy_cfg, full_cfg = get_config(args.config), get_config(args.full_config, full=True)
+    proxy_cfg, full_cfg = bench_config(args.config, args.eval_every), get_config(args.full_config, full=True)
+    key = scene_set_key(full_cfg)
+    if scene_set_key(proxy_cfg) != key:
+        print(f"python -m benchmarks.study: error: the proxy config {proxy_cfg.name} and the full config "
+              f"{full_cfg.name} use different scene sets ({scene_set_key(proxy_cfg)} vs {key})", file=sys.stderr)
+        return 2
     factory: Callable = load_factory(args.evaluator)
     proxy_ev = factory(proxy_cfg, cache_dir=args.cache_dir, device=args.device)
     full_ev = _full_factory(args)(full_cfg, cache_dir=args.cache_dir, device=args.device)
-    dev = getattr(getattr(full_ev, "device", "cpu"), "type", "cpu")
-    key = scene_set_key(full_cfg)
-    directory = Path(args.data) / directory_name(full_cfg.name, full_cfg.hash(dev), key)
+    proxy_hash = proxy_cfg.hash(evaluator_device_type(proxy_ev))
+    bench_dir = Path(args.bench) / directory_name(proxy_cfg.name, proxy_hash, key)
+    directory = Path(args.data) / directory_name(full_cfg.name, full_cfg.hash(evaluator_device_type(full_ev)), key)
     directory.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks.study " + shlex.join(argv)
+    bench_held = _records_with_shards(bench_dir)
+
     plan_path = directory / "plan.json"
-    if plan_path.exists():
-        cells = json.loads(plan_path.read_text())["cells"]
-    else:
-        cells = plan(args.cells, bench_cells(args.bench, args.config), args.seed)
-        plan_path.write_text(json.dumps({"cells": cells, "command": "python -m benchmarks.study " + shlex.join(argv)}, indent=1))
-    done = {(r["canonical_hash"], r["task"], int(r["seed"])) for shard in directory.glob("*.jsonl") for r in read_shard(shard)}
-    work = todo(cells, done, args.proxy_seeds, args.full_seeds)
-    shard = directory / f"{socket.gethostname()}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
-    deadline = time.time() + args.hours * 3600 if args.hours else math.inf
-    print(f"study of {len(cells)} cells in {directory}: {len(work)} evaluations to go; writing {shard.name}", file=sys.stderr)
-    n = 0
+    saved = json.loads(plan_path.read_text()) if plan_path.exists() else {"cells": [], "commands": []}
+    cells = saved["cells"]
+    if len(cells) < args.cells + 2:
+        cells = plan(args.cells, bench_cells([r for r, _ in bench_held.values()]), args.seed, cells)
+        saved = {"cells": cells, "commands": saved.get("commands", [saved["command"]] if "command" in saved else []) + [command]}
+        tmp = plan_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved, indent=1))
+        tmp.replace(plan_path)
+
+    records = [r for shard in directory.glob("*.jsonl") for r in read_shard(shard)]
+    done = {(r["canonical_hash"], r["task"], int(r["seed"])) for r in records}
+    shard = new_shard(directory)
     vers = versions()
+    copied = 0
+    planned = {Genome.parse(c["genome"]).canonical_hash() for c in cells}
+    imported = list({r["canonical_hash"]: {"genome": r["genome"], "role": r["role"]} for r in records
+                     if r["task"] == "full" and r["canonical_hash"] not in planned}.values())  # e.g. a noise study's cells
+    for cell, _task, seed in todo(cells + imported, done, args.proxy_seeds, 0, args.worker, args.workers):
+        h = Genome.parse(cell["genome"]).canonical_hash()
+        if (h, seed) in bench_held:
+            rec, where = bench_held[(h, seed)]
+            append_record(shard, proxy_record(rec, cell["role"], where))
+            done.add((h, "proxy", seed))
+            copied += 1
+    work = todo(cells, done, args.proxy_seeds, args.full_seeds, args.worker, args.workers)
+    deadline = time.time() + args.hours * 3600 if args.hours else math.inf
+    print(f"study of {len(cells)} cells in {directory}: {copied} proxy evaluation(s) taken from {bench_dir}, "
+          f"{len(work)} evaluations to go; writing {shard.name}", file=sys.stderr)
+    n, bench_shard = 0, None
     for cell, task, seed in work:
         if time.time() >= deadline or (args.evaluations is not None and n >= args.evaluations):
             break
         g = Genome.parse(cell["genome"])
-        ev, cfg = (proxy_ev, proxy_cfg) if task == "proxy" else (full_ev, full_cfg)
-        rec: dict[str, Any] = {"genome": str(g), "canonical_hash": g.canonical_hash(), "role": cell["role"], "task": task,
-                               "seed": seed, "config": cfg.name, "scene_key": key, "versions": vers,
-                               "hostname": socket.gethostname(), "command": "python -m benchmarks.study " + shlex.join(argv)}
         try:
-            res = ev.evaluate(g, seed=seed)
+            if task == "proxy":
+                bench_dir.mkdir(parents=True, exist_ok=True)
+                brec = evaluate_record(proxy_ev, proxy_cfg, g, seed, dict(
+                    source="study", config=proxy_cfg.name, config_hash=proxy_hash, config_dict=proxy_cfg.to_dict(),
+                    scene_key=key, hostname=socket.gethostname(), command=command, versions=vers,
+                    torch=vers.get("torch")))
+                bench_shard = bench_shard or new_shard(bench_dir)
+                append_record(bench_shard, brec)
+                rec = proxy_record(brec, cell["role"], f"{bench_dir.name}/{bench_shard.name}")
+            else:
+                rec = full_record(full_ev, full_cfg, g, seed, cell["role"], key, command, vers)
         except KeyboardInterrupt:
             print(f"interrupted: {n} evaluation(s) written to {shard}", file=sys.stderr)
             return 130
-        except Exception as e:
-            if type(e).__name__ == "GPUOutOfMemoryError":
-                raise
-            rec.update(error=f"{type(e).__name__}: {e}", val_miou=None, test_miou=None)
-        else:
-            rec.update(error=None, val_miou=res.miou, test_miou=res.test_miou, params=res.params, flops=res.flops,
-                       train_seconds=res.train_seconds, eval_seconds=res.eval_seconds, config_hash=res.config_hash,
-                       device=res.device, precision=res.precision)
-        rec["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
-        append_record(shard, {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()})
+        append_record(shard, rec)
         n += 1
         print(f"{task} seed {seed} {cell['role']:<10} {g}: val {rec['val_miou']} test {rec['test_miou']}", file=sys.stderr)
     print(f"{n} evaluation(s) written; {len(work) - n} to go", file=sys.stderr)
     return 0
+
+
+def full_record(evaluator, cfg, genome, seed: int, role: str, key: str, command: str, vers: dict) -> dict[str, Any]:
+    """One full-task evaluation as a study record; a failure (NaN loss) is recorded, not retried."""
+    rec: dict[str, Any] = {"genome": str(genome), "canonical_hash": genome.canonical_hash(), "role": role, "task": "full",
+                           "seed": seed, "config": cfg.name, "scene_key": key, "versions": vers,
+                           "hostname": socket.gethostname(), "command": command}
+    try:
+        res = evaluator.evaluate(genome, seed=seed)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        if type(e).__name__ == "GPUOutOfMemoryError":
+            raise
+        rec.update(error=f"{type(e).__name__}: {e}", val_miou=None, test_miou=None)
+    else:
+        rec.update(error=None, val_miou=res.miou, test_miou=res.test_miou, params=res.params, flops=res.flops,
+                   train_seconds=res.train_seconds, eval_seconds=res.eval_seconds, config_hash=res.config_hash,
+                   device=res.device, precision=res.precision)
+    rec["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
+
+
+def import_storage(storage: str, data: str | Path, full_config: str) -> Counter:
+    """Full-task trials of ``storage`` as study records in ``full_config``'s directory of their scene
+    set, where the trial's config hash is today's hash of that config on its device type; a (cell,
+    seed) the directory holds is not written again. Returns counts per directory and per reason skipped."""
+    import optuna
+
+    from dpc.genome import Genome
+    from dpc.zoo import zoo_cell
+    from proxy.config import get_config
+    from strategies.storage import open_storage
+
+    from .bench_import import scene_key_of
+
+    cfg = get_config(full_config, full=True)
+    store = open_storage(storage, must_exist=True).storage
+    counts: Counter = Counter()
+    shards: dict[Path, Path] = {}
+    references = {zoo_cell(name).canonical_hash(): role for role, name in REFERENCE_CELLS}
+    for summary in optuna.get_all_study_summaries(store):
+        for t in optuna.load_study(study_name=summary.study_name, storage=store).get_trials(deepcopy=False):
+            a = t.user_attrs
+            device_type = "cpu" if a.get("device") == "cpu" else "cuda"
+            key = scene_key_of(a.get("data"))
+            if t.state != optuna.trial.TrialState.COMPLETE or a.get("config_hash") != cfg.hash(device_type):
+                counts["skipped: not a complete trial of this config's hash"] += 1
+                continue
+            if key is None:
+                counts["skipped: no embedded scene set recorded"] += 1
+                continue
+            directory = Path(data) / directory_name(cfg.name, a["config_hash"], key)
+            g = Genome.parse(a["genome"])
+            seed = int(a.get("seed", 0))
+            held = {(r["canonical_hash"], r["task"], int(r["seed"])) for f in directory.glob("*.jsonl") for r in read_shard(f)}
+            if (g.canonical_hash(), "full", seed) in held:
+                counts["skipped: already held"] += 1
+                continue
+            plan_path = directory / "plan.json"
+            roles = {Genome.parse(c["genome"]).canonical_hash(): c["role"]
+                     for c in (json.loads(plan_path.read_text())["cells"] if plan_path.exists() else [])}
+            role = roles.get(g.canonical_hash()) or references.get(g.canonical_hash(), "import")
+            rec = {"genome": str(g), "canonical_hash": g.canonical_hash(), "role": role,
+                   "task": "full", "seed": seed, "config": cfg.name, "scene_key": key, "versions": None,
+                   "hostname": None, "command": summary.user_attrs.get("command"),
+                   "imported_from": {"storage": str(storage), "study": summary.study_name, "trial": t.number},
+                   "error": None, "val_miou": t.value, "test_miou": a.get("test_miou"), "params": a.get("params"),
+                   "flops": a.get("flops"), "train_seconds": a.get("train_seconds"), "eval_seconds": a.get("eval_seconds"),
+                   "config_hash": a["config_hash"], "device": a.get("device"), "precision": a.get("precision"),
+                   "date": (t.datetime_complete or datetime.datetime.now()).astimezone(datetime.timezone.utc)
+                   .isoformat(timespec="microseconds")}
+            directory.mkdir(parents=True, exist_ok=True)
+            shard = shards.setdefault(directory, directory / f"import-{new_shard(directory).name}")
+            append_record(shard, rec)
+            counts[str(directory)] += 1
+    return counts
 
 
 def _full_factory(args: argparse.Namespace) -> Callable:
@@ -176,7 +323,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the random cells' draw (default 0)")
     c.add_argument("--cache-dir", default=None)
     c.add_argument("--device", default=None)
+    c.add_argument("--eval-every", type=int, default=100, help="the proxy's learning-curve step (default 100, as the bench)")
+    c.add_argument("--workers", type=int, default=1, help="processes sharing the plan (default 1)")
+    c.add_argument("--worker", type=int, default=0, help="this process's index, 0..workers-1 (default 0)")
     c.add_argument("--evaluator", default=None, help=argparse.SUPPRESS)  # module:factory for tests
+    m = sub.add_parser("import", help="study records from the full-task trials a storage already holds")
+    m.add_argument("storage", help="journal file or Optuna storage URL")
+    m.add_argument("--full-config", default="cpu", help="full-task config (default cpu: full-cpu)")
+    m.add_argument("--data", default=DEFAULT_OUT, help=f"where the records go (default {DEFAULT_OUT})")
     return p
 
 
@@ -184,9 +338,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = parser()
     args = p.parse_args(argv)
-    for name in ("cells", "proxy_seeds", "full_seeds"):
+    if args.command == "import":
+        from strategies.storage import StorageError
+
+        try:
+            counts = import_storage(args.storage, args.data, args.full_config)
+        except (StorageError, ValueError) as e:
+            print(f"python -m benchmarks.study import: error: {e}", file=sys.stderr)
+            return 2
+        for what, n in sorted(counts.items()):
+            print(f"{what}: {n}" if what.startswith("skipped") else f"imported {n} record(s) into {what}")
+        return 0
+    for name in ("cells", "proxy_seeds", "full_seeds", "workers"):
         if getattr(args, name) < (0 if name == "cells" else 1):
             p.error(f"--{name.replace('_', '-')} must be >= {0 if name == 'cells' else 1}")
+    if not 0 <= args.worker < args.workers:
+        p.error(f"--worker must be in 0..{args.workers - 1}")
     return collect(args, argv)
 
 

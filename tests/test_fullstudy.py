@@ -61,3 +61,18 @@ def test_too_few_cells_and_a_missing_folder(tmp_path, capsys):
                                                           "best searched vs aspp (full task, test): n/a p=n/a"]
     with pytest.raises(SystemExit):
         fullstudy.main(["--data", str(tmp_path / "nope")])
+
+
+def test_records_of_two_configs_or_scene_sets_are_refused(tmp_path, capsys):
+    d = make(tmp_path, n=4)
+    recs = fullstudy.read(d)
+    assert fullstudy.mixed(recs) is None
+    for field, value, task in (("config_hash", "aaa", "full"), ("scene_key", "kkk", "proxy")):
+        other = tmp_path / field
+        other.mkdir()
+        rows = [dict(r, **{field: value}) for r in recs] + [dict(r, seed=9, **{field: value + "x"}) for r in recs if r["task"] == task][:1]
+        (other / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with pytest.raises(SystemExit):
+            fullstudy.main(["--data", str(other)])
+        err = capsys.readouterr().err
+        assert f"{value}, {value}x" in err and ("config hashes" if field == "config_hash" else "scene sets") in err

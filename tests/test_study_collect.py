@@ -22,27 +22,116 @@ def test_plan_takes_references_top_stratified_then_random():
     assert [c["role"] for c in few] == ["aspp", "top1", "top", "random", "random", "random"]
 
 
-def test_collect_resumes_in_rounds_and_the_analysis_reads_it(tmp_path, capsys):
-    bench = tmp_path / "bench" / "test-x-y"  # the bench directory of the proxy config (test)
-    bench.mkdir(parents=True)
-    (bench / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in make_records(n_uniform=10, n_neighbour=0)))
+def test_the_plan_only_grows_and_top_cells_come_from_the_top_quarter():
+    ranked = [(r["genome"], r["val_miou"]) for r in make_records(n_uniform=8, n_neighbour=0, n_zoo=0) if r["seed"] == 0]
+    ranked.sort(key=lambda t: -t[1])
+    small = study.plan(6, ranked)  # a quarter of 8 cells: 2 top cells, not 3
+    assert [c["role"] for c in small] == ["aspp", "top1", "top", "top"] + ["stratified"] * 4
+    assert [c["genome"] for c in small[2:4]] == [g for g, _ in ranked[:2]]
+    more = [(r["genome"], r["val_miou"] + 1) for r in make_records(n_uniform=12, n_neighbour=0, n_zoo=0, seed=5)
+            if r["seed"] == 0] + ranked
+    grown = study.plan(10, more, planned=small)
+    assert grown[:len(small)] == small and len(grown) == 12
+    assert [c["role"] for c in grown[len(small):]] == ["top"] * 3 + ["stratified"]  # up to half top in all
+    assert study.plan(6, more, planned=grown) == grown  # never shrinks
+
+
+def _bench_dir(root):
+    from benchmarks.bench import bench_config, directory_name, scene_set_key
+
+    cfg = bench_config("test", 100)
+    return root / directory_name(cfg.name, cfg.hash("cpu"), scene_set_key(cfg))
+
+
+def test_collect_takes_bench_seeds_resumes_in_rounds_and_the_analysis_reads_it(tmp_path, capsys):
+    from benchmarks.bench import read_records
+
+    bench_dir = _bench_dir(tmp_path / "bench")  # the bench directory of the proxy config (test) on this device
+    bench_dir.mkdir(parents=True)
+    held = make_records(n_uniform=10, n_neighbour=0)
+    (bench_dir / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held))
+    (tmp_path / "bench" / "test-other-dir").mkdir()  # another config's directory is never read
+    (tmp_path / "bench" / "test-other-dir" / "b.jsonl").write_text(json.dumps(dict(held[0], val_miou=9.0)) + "\n")
     out = tmp_path / "study"
+    from benchmarks.bench import directory_name, scene_set_key
+    from proxy.config import get_config
+
+    full = get_config("test", full=True)
+    directory = out / directory_name(full.name, full.hash("cpu"), scene_set_key(full))
+    directory.mkdir(parents=True)
+    extra = held[-1]  # an unplanned cell whose full-task seed was imported: its bench seeds are copied too
+    (directory / "import-x.jsonl").write_text(json.dumps(dict(extra, task="full", role="import", seed=0)) + "\n")
     argv = ["collect", "--config", "test", "--full-config", "test", "--cells", "2", "--proxy-seeds", "2",
             "--full-seeds", "1", "--bench", str(tmp_path / "bench"), "--data", str(out), "--evaluator", FAKE]
-    assert study.main(argv + ["--evaluations", "5"]) == 0
-    (directory,) = [d for d in out.iterdir() if d.is_dir()]
-    recs = fullstudy.read(directory)
-    assert len(recs) == 5 and all(r["seed"] == 0 for r in recs)  # round 0 first
-    assert recs[0]["role"] == "aspp" and recs[0]["genome"] == str(zoo_cell("aspp"))
-    assert study.main(argv) == 0
-    recs = fullstudy.read(directory)
-    assert len(recs) == 4 * 3 and {(r["task"], r["seed"]) for r in recs} == {("proxy", 0), ("proxy", 1), ("full", 0)}
-    assert study.main(argv) == 0 and len(fullstudy.read(directory)) == 12  # nothing left to do
+    assert study.main(argv + ["--evaluations", "3"]) == 0
+    assert [d for d in out.iterdir() if d.is_dir()] == [directory]
+    assert {r["seed"] for r in fullstudy.read(directory) if r["task"] == "proxy" and r["genome"] == extra["genome"]} == {0, 1}
     plan = json.loads((directory / "plan.json").read_text())["cells"]
     assert [c["role"] for c in plan] == ["aspp", "top1", "top", "stratified"]
+    by_hash = {(r["canonical_hash"], r["seed"]): r for r in held}
+    recs = [r for r in fullstudy.read(directory) if r["canonical_hash"] != extra["canonical_hash"]]
+    copied = [r for r in recs if r["task"] == "proxy" and r.get("source") != "study"]
+    # the two bench cells' seeds 0 and 1 (make_records gives the first 50 uniform cells two seeds): copied, not trained
+    assert len(copied) == 4 and all(r["val_miou"] == by_hash[(r["canonical_hash"], r["seed"])]["val_miou"] for r in copied)
+    assert all(r["from_bench"] == f"{bench_dir.name}/a.jsonl" for r in copied)
+    trained = [r for r in recs if r["task"] == "full" or r["source"] == "study"]
+    assert len(trained) == 3 and all(r["seed"] == 0 for r in trained)  # round 0 first
+    assert trained[0]["role"] == "aspp" and trained[0]["genome"] == str(zoo_cell("aspp"))
+    assert study.main(argv) == 0
+    recs = [r for r in fullstudy.read(directory) if r["canonical_hash"] != extra["canonical_hash"]]
+    assert len(recs) == 4 * 3 and {(r["task"], r["seed"]) for r in recs} == {("proxy", 0), ("proxy", 1), ("full", 0)}
+    # the study's own proxy evaluations are bench records too, with their learning curves
+    grown = [r for r in read_records(bench_dir) if r.get("source") == "study"]
+    assert len(grown) == 4 and all(r["curve"] for r in grown)
+    assert {(r["canonical_hash"], r["seed"]) for r in grown} == {(r["canonical_hash"], r["seed"]) for r in recs
+                                                                   if r["task"] == "proxy" and r["role"] in ("aspp", "top1")}
+    assert study.main(argv) == 0 and len(fullstudy.read(directory)) == 12 + 3  # nothing left to do
     capsys.readouterr()
     assert fullstudy.main(["--data", str(directory), "--n-resamples", "200"]) == 0
-    assert "cells: 4" in capsys.readouterr().out
+    assert "cells: 5" in capsys.readouterr().out
+
+
+def test_workers_split_the_plan(tmp_path):
+    out = tmp_path / "study"
+    base = ["collect", "--config", "test", "--full-config", "test", "--cells", "2", "--proxy-seeds", "1",
+            "--full-seeds", "1", "--bench", str(tmp_path / "bench"), "--data", str(out), "--evaluator", FAKE,
+            "--workers", "2"]
+    assert study.main(base + ["--worker", "1"]) == 0
+    (directory,) = [d for d in out.iterdir() if d.is_dir()]
+    plan = json.loads((directory / "plan.json").read_text())["cells"]
+    assert {r["genome"] for r in fullstudy.read(directory)} == {plan[1]["genome"], plan[3]["genome"]}
+    assert study.main(base + ["--worker", "0"]) == 0
+    assert len(fullstudy.read(directory)) == 4 * 2
+
+
+def test_import_takes_full_trials_of_the_config_once(tmp_path, capsys):
+    import optuna
+
+    from proxy.config import get_config
+
+    cfg = get_config("test", full=True)
+    journal = tmp_path / "noise.journal"
+    from strategies.storage import open_storage
+
+    store = open_storage(str(journal)).storage
+    st = optuna.create_study(study_name="noise-full", storage=store)
+    st.set_user_attr("command", "python -m benchmarks.noise --objective full")
+    data = "scenes-abc-train,scenes-abc-val,scenes-abc-test"
+    for i, (h, d) in enumerate([(cfg.hash("cpu"), data), (cfg.hash("cpu"), data), ("0" * 12, data), (cfg.hash("cpu"), None)]):
+        attrs = dict(genome=str(zoo_cell("aspp")), seed=i, config_hash=h, device="cpu", test_miou=0.3 + i, data=d)
+        st.add_trial(optuna.trial.create_trial(value=0.2 + i, user_attrs={k: v for k, v in attrs.items() if v is not None}))
+    out = tmp_path / "study"
+    assert study.main(["import", str(journal), "--full-config", "test", "--data", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "imported 2 record(s)" in text and "no embedded scene set recorded: 1" in text and "hash: 1" in text
+    (directory,) = [d for d in out.iterdir() if d.is_dir()]
+    assert directory.name == f"{cfg.name}-{cfg.hash('cpu')}-abc"
+    recs = fullstudy.read(directory)
+    assert sorted((r["seed"], r["test_miou"], r["task"], r["role"]) for r in recs) == [(0, 0.3, "full", "aspp"), (1, 1.3, "full", "aspp")]
+    assert study.main(["import", str(journal), "--full-config", "test", "--data", str(out)]) == 0
+    assert "already held: 2" in capsys.readouterr().out and len(fullstudy.read(directory)) == 2
+    assert study.main(["import", str(tmp_path / "missing.journal"), "--data", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 def test_real_evaluators_on_the_test_configs(tmp_path, cache_dir, capsys):
