@@ -4,14 +4,15 @@
 evaluation per line with ``genome``, ``canonical_hash``, ``task`` (``proxy`` | ``full``), ``seed``,
 ``val_miou``, ``test_miou`` and, for the report, ``role`` (``aspp``, ``top1``, ``top``,
 ``stratified``), ``params``, ``flops``, ``config_hash``, ``device`` (duplicates of (hash, task,
-seed) count once, the first; failed ones, ``error`` set, not at all). Per cell the proxy score is
+seed) count once, the first; failed ones, ``error`` set, not at all), and a cell's ``zero_cost``
+record its ``synflow`` and ``naswot`` scores. Per cell the proxy score is
 its mean val mIOU over seeds (what a search sees) and the full-task score its mean **test** mIOU.
 
 It prints: Spearman, Kendall and Pearson between them with bootstrap intervals; each task's
 seed-vs-seed Spearman (the noise ceilings) and the attenuation-corrected Spearman (rho divided by
 the square root of the two reliabilities of a per-cell mean, Spearman-Brown from the single-seed
-ones); top-k precision; the proxy rank of the full task's winner; the same correlations for params
-and FLOPs; and the paper's question, whether the best searched cell (the best non-reference cell by
+ones); top-k precision; the proxy rank of the full task's winner; the same correlations for params,
+FLOPs, synflow and NASWOT; and the paper's question, whether the best searched cell (the best non-reference cell by
 the proxy) beats ASPP on the full task's test split (Welch's t-test over their full-task seeds).
 It ends with the lines ``cells: N``, ``spearman: X.XX [LO, HI]`` and
 ``best searched vs aspp (full task, test): +D.DDDD p=P``. ``--json FILE`` writes it all.
@@ -28,6 +29,8 @@ from typing import Any, Optional
 import numpy as np
 
 REFERENCE_ROLES = ("aspp", "top1")
+TASKS = ("proxy", "full")
+PREDICTORS = ("params", "flops", "synflow", "naswot")  # cheap predictors, each against the full task
 
 
 def read(data: str | Path) -> list[dict]:
@@ -39,7 +42,7 @@ def read(data: str | Path) -> list[dict]:
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a kill
-            if r.get("error") is not None or not isinstance(r.get("val_miou"), (int, float)):
+            if r.get("error") is not None or (r.get("task") in TASKS and not isinstance(r.get("val_miou"), (int, float))):
                 continue
             seen.setdefault((r["canonical_hash"], r["task"], int(r["seed"])), r)
     return list(seen.values())
@@ -62,10 +65,12 @@ def cells_of(records: list[dict]) -> list[dict]:
     by: dict[str, dict[str, Any]] = {}
     for r in records:
         c = by.setdefault(r["canonical_hash"], {"hash": r["canonical_hash"], "genome": r["genome"], "role": None,
-                                                "proxy": {}, "full": {}, "params": None, "flops": None})
+                                                "proxy": {}, "full": {}, **{k: None for k in PREDICTORS}})
         c["role"] = c["role"] or r.get("role")
-        c["params"] = c["params"] or r.get("params")
-        c["flops"] = c["flops"] or r.get("flops")
+        for k in PREDICTORS:
+            c[k] = c[k] if c[k] is not None else r.get(k)
+        if r["task"] not in TASKS:
+            continue
         value = r["val_miou"] if r["task"] == "proxy" else r.get("test_miou")
         if isinstance(value, (int, float)) and math.isfinite(value):
             c[r["task"]][int(r["seed"])] = float(value)
@@ -115,8 +120,8 @@ def analyse(records: list[dict], n_resamples: int = 2000) -> dict[str, Any]:
     out["top_k_precision"] = {str(kk): top_k_precision(proxy, full, kk) for kk in (1, 3, 5, 10) if kk <= len(cells) // 2}
     winner = int(np.argmax(full))
     out["full_winner"] = {"genome": cells[winner]["genome"], "proxy_rank": int((proxy > proxy[winner]).sum()) + 1}
-    for cost in ("params", "flops"):
-        xs = np.array([c[cost] if c[cost] else math.nan for c in cells], dtype=float)
+    for cost in PREDICTORS:
+        xs = np.array([c[cost] if c[cost] is not None else math.nan for c in cells], dtype=float)
         if np.isfinite(xs).sum() >= 3:
             out[f"{cost}_spearman"] = correlations(xs, full, n_resamples=n_resamples)["spearman"].to_dict()
     aspp = next((c for c in cells if c["role"] == "aspp"), None)
@@ -144,9 +149,10 @@ def text(res: dict[str, Any]) -> str:
                      f"spearman {f(res['spearman_corrected'])}")
         lines.append("top-k precision: " + ", ".join(f"k={k} {v:.2f}" for k, v in res["top_k_precision"].items()))
         lines.append(f"full-task winner {res['full_winner']['genome']} is proxy rank {res['full_winner']['proxy_rank']}")
-        for cost in ("params", "flops"):
+        for cost in PREDICTORS:
             if f"{cost}_spearman" in res:
-                lines.append(f"{cost} vs full: spearman {f(res[f'{cost}_spearman']['estimate'])}")
+                c = res[f"{cost}_spearman"]
+                lines.append(f"{cost} vs full: spearman {f(c['estimate'])} [{f(c['low'])}, {f(c['high'])}] (n={c['n']})")
     lines.append(f"cells: {res['cells']}")
     sp = corr.get("spearman")
     lines.append(f"spearman: {f(sp['estimate'], '.2f') if sp else 'n/a'} [{f(sp['low'], '.2f') if sp else 'n/a'}, "

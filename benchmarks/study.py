@@ -4,7 +4,8 @@
 what is missing, one JSON line per evaluation appended (and fsynced) to a shard of
 ``study/records/<full config>-<full hash>-<scene key>/``: each cell ``--proxy-seeds`` times with the
 proxy (its val mIOU is the proxy's score) and ``--full-seeds`` times with the full task (its test
-mIOU is the full task's score). Rerunning resumes; shards from any machine merge (first record
+mIOU is the full task's score), and once with DPC-Bench's zero-cost predictors (synflow, NASWOT;
+task ``zero_cost``). Rerunning resumes; shards from any machine merge (first record
 of each (hash, task, seed) wins); ``python -m analysis.fullstudy --data DIR`` recomputes the result.
 
 A proxy evaluation is a DPC-Bench evaluation: a (cell, seed) that the bench directory of the proxy
@@ -187,6 +188,10 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
             append_record(shard, proxy_record(rec, cell["role"], where))
             done.add((h, "proxy", seed))
             copied += 1
+    if args.zero_cost:
+        copied_scores = zero_cost_records(shard, [c for i, c in enumerate(cells) if i % args.workers == args.worker],
+                                          done, proxy_cfg, key, args.cache_dir)
+        print(f"zero-cost scores of {copied_scores} cell(s) written", file=sys.stderr)
     work = todo(cells, done, args.proxy_seeds, args.full_seeds, args.worker, args.workers)
     deadline = time.time() + args.hours * 3600 if args.hours else math.inf
     print(f"study of {len(cells)} cells in {directory}: {copied} proxy evaluation(s) taken from {bench_dir}, "
@@ -216,6 +221,31 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{task} seed {seed} {cell['role']:<10} {g}: val {rec['val_miou']} test {rec['test_miou']}", file=sys.stderr)
     print(f"{n} evaluation(s) written; {len(work) - n} to go", file=sys.stderr)
     return 0
+
+
+def zero_cost_records(shard: Path, cells: list[dict], done: set, proxy_cfg, key: str, cache_dir=None) -> int:
+    """One ``zero_cost`` record (seed 0) per cell that lacks one: DPC-Bench's cheap predictors
+    (synflow; NASWOT on a seeded batch of the cached train features), at the proxy's feature shape."""
+    from dpc.genome import Genome
+
+    from .zero_cost import BATCH, naswot, synflow, train_features
+
+    missing = [c for c in cells if (Genome.parse(c["genome"]).canonical_hash(), "zero_cost", 0) not in done]
+    if not missing:
+        return 0
+    features = train_features(proxy_cfg, BATCH, seed=0, scene_key=key, cache_dir=cache_dir)
+    for c in missing:
+        g = Genome.parse(c["genome"])
+        t0 = time.perf_counter()
+        scores = {"synflow": synflow(g, proxy_cfg, features.shape[1], tuple(features.shape[-2:])),
+                  "naswot": naswot(g, proxy_cfg, features)}
+        append_record(shard, {"genome": str(g), "canonical_hash": g.canonical_hash(), "role": c["role"],
+                              "task": "zero_cost", "seed": 0, "config": proxy_cfg.name, "scene_key": key,
+                              "error": None, **{k: (v if math.isfinite(v) else None) for k, v in scores.items()},
+                              "seconds": time.perf_counter() - t0,
+                              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")})
+        done.add((g.canonical_hash(), "zero_cost", 0))
+    return len(missing)
 
 
 def full_record(evaluator, cfg, genome, seed: int, role: str, key: str, command: str, vers: dict) -> dict[str, Any]:
@@ -323,6 +353,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the random cells' draw (default 0)")
     c.add_argument("--cache-dir", default=None)
     c.add_argument("--device", default=None)
+    c.add_argument("--no-zero-cost", dest="zero_cost", action="store_false",
+                   help="skip the cells' zero-cost scores (synflow, NASWOT: seconds a cell, but they need the proxy's features)")
     c.add_argument("--eval-every", type=int, default=100, help="the proxy's learning-curve step (default 100, as the bench)")
     c.add_argument("--workers", type=int, default=1, help="processes sharing the plan (default 1)")
     c.add_argument("--worker", type=int, default=0, help="this process's index, 0..workers-1 (default 0)")

@@ -25,6 +25,8 @@ def make(tmp_path, related=True, n=16, seed=0):
         for s in range(2):
             lines.append(dict(genome=str(g), canonical_hash=g.canonical_hash(), task="full", seed=s, role=role,
                               val_miou=full_q, test_miou=full_q + rng.normal(0, 0.002)))
+        lines.append(dict(genome=str(g), canonical_hash=g.canonical_hash(), task="zero_cost", seed=0, role=role,
+                          synflow=float(i), naswot=None if i == 0 else float(-i)))  # a -inf NASWOT is stored as null
     d = tmp_path / "records"
     d.mkdir(exist_ok=True)
     text = "".join(json.dumps(r) + "\n" for r in lines)
@@ -40,6 +42,9 @@ def test_a_faithful_proxy_correlates_and_the_contract_lines_are_printed(tmp_path
     assert out[-3] == "cells: 16"
     rho = res["correlation"]["spearman"]
     assert 0.7 < rho["estimate"] < 1 and out[-2] == f"spearman: {rho['estimate']:.2f} [{rho['low']:.2f}, {rho['high']:.2f}]"
+    assert res["synflow_spearman"]["estimate"] > 0.9 and res["naswot_spearman"]["estimate"] < -0.9
+    assert res["synflow_spearman"]["n"] == 16 and res["naswot_spearman"]["n"] == 15
+    assert any(line.startswith("naswot vs full: spearman -") for line in out)
     assert res["seed_spearman"]["proxy"] > 0.8 and res["spearman_corrected"] >= res["correlation"]["spearman"]["estimate"]
     bv = res["best_vs_aspp"]
     assert bv["genome"] == fullstudy.cells_of(fullstudy.read(d))[int(np.argmax(

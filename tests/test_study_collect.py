@@ -62,7 +62,8 @@ def test_collect_takes_bench_seeds_resumes_in_rounds_and_the_analysis_reads_it(t
     extra = held[-1]  # an unplanned cell whose full-task seed was imported: its bench seeds are copied too
     (directory / "import-x.jsonl").write_text(json.dumps(dict(extra, task="full", role="import", seed=0)) + "\n")
     argv = ["collect", "--config", "test", "--full-config", "test", "--cells", "2", "--proxy-seeds", "2",
-            "--full-seeds", "1", "--bench", str(tmp_path / "bench"), "--data", str(out), "--evaluator", FAKE]
+            "--full-seeds", "1", "--bench", str(tmp_path / "bench"), "--data", str(out), "--evaluator", FAKE,
+            "--no-zero-cost"]
     assert study.main(argv + ["--evaluations", "3"]) == 0
     assert [d for d in out.iterdir() if d.is_dir()] == [directory]
     assert {r["seed"] for r in fullstudy.read(directory) if r["task"] == "proxy" and r["genome"] == extra["genome"]} == {0, 1}
@@ -95,7 +96,7 @@ def test_workers_split_the_plan(tmp_path):
     out = tmp_path / "study"
     base = ["collect", "--config", "test", "--full-config", "test", "--cells", "2", "--proxy-seeds", "1",
             "--full-seeds", "1", "--bench", str(tmp_path / "bench"), "--data", str(out), "--evaluator", FAKE,
-            "--workers", "2"]
+            "--workers", "2", "--no-zero-cost"]
     assert study.main(base + ["--worker", "1"]) == 0
     (directory,) = [d for d in out.iterdir() if d.is_dir()]
     plan = json.loads((directory / "plan.json").read_text())["cells"]
@@ -141,6 +142,10 @@ def test_real_evaluators_on_the_test_configs(tmp_path, cache_dir, capsys):
                        "--cache-dir", str(cache_dir)]) == 0
     (directory,) = [d for d in out.iterdir() if d.is_dir()]
     recs = fullstudy.read(directory)
-    assert {(r["role"], r["task"]) for r in recs} == {(role, task) for role in ("aspp", "top1") for task in ("proxy", "full")}
-    assert all(0 <= r["test_miou"] <= 1 and r["config_hash"] and r["device"] == "cpu" for r in recs)
+    assert {(r["role"], r["task"]) for r in recs} == {(role, task) for role in ("aspp", "top1")
+                                                      for task in ("proxy", "full", "zero_cost")}
+    assert all(0 <= r["test_miou"] <= 1 and r["config_hash"] and r["device"] == "cpu" for r in recs if r["task"] != "zero_cost")
     assert directory.name.startswith("full-test-")
+    scores = [r for r in recs if r["task"] == "zero_cost"]
+    assert {r["role"] for r in scores} == {"aspp", "top1"} and all(r["synflow"] > 0 and r["naswot"] > 0 for r in scores)
+    assert scores[0]["synflow"] != scores[1]["synflow"]
