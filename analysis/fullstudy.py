@@ -15,7 +15,8 @@ ones); top-k precision; the proxy rank of the full task's winner; the same corre
 FLOPs, synflow and NASWOT; and the paper's question, whether the best searched cell (the best non-reference cell by
 the proxy) beats ASPP on the full task's test split (Welch's t-test over their full-task seeds).
 It ends with the lines ``cells: N``, ``spearman: X.XX [LO, HI]`` and
-``best searched vs aspp (full task, test): +D.DDDD p=P``. ``--json FILE`` writes it all.
+``best searched vs aspp (full task, test): +D.DDDD p=P``. ``--json FILE`` writes it all; ``--figure
+FILE`` draws it (the cells' scatter beside each predictor's rho under the noise ceiling).
 """
 from __future__ import annotations
 
@@ -168,6 +169,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--data", default="study/records", help="folder of the study's *.jsonl records (default study/records)")
     p.add_argument("--json", default=None, help="write the whole result here")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--figure", default=None, help="draw the study here (.png and .svg; analysis.plots.plot_fullstudy)")
     args = p.parse_args(argv)
     if not Path(args.data).is_dir():
         p.error(f"{args.data} is not a directory (the study's records live in study/records)")
@@ -178,6 +180,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 + next((str(d) for d in sorted(Path(args.data).iterdir()) if d.is_dir()), "study/records/<dir>"))
     res = analyse(records, n_resamples=args.n_resamples)
     print(text(res))
+    if args.figure and res.get("cells", 0) >= 1:
+        from .plots import plot_fullstudy
+
+        plot_fullstudy(cells_of(records), res, args.figure)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float))
     return 0

@@ -416,3 +416,60 @@ def plot_correlation(
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=7)
     data["files"] = [str(p) for p in save(fig, out)]
     return data
+
+
+ROLE_COLOURS = {"aspp": "#9467bd", "top1": "#8c564b", "top": "#d62728", "stratified": "#1f77b4", "random": "#17becf"}
+
+
+def plot_fullstudy(cells: Sequence[Mapping[str, Any]], res: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
+    """The proxy-vs-full study in one figure: per cell, the proxy's mean val mIOU against the full
+    task's mean test mIOU (bars: the seeds' range), coloured by role; beside it each predictor's
+    Spearman rho with the full task (bootstrap 95% interval) under the full task's seed-vs-seed ceiling."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1.3, 1]})
+    data: dict[str, Any] = {"roles": {}}
+    for i, role in enumerate(dict.fromkeys(str(c["role"]) for c in cells)):
+        mine = [c for c in cells if str(c["role"]) == role]
+        px = np.array([np.mean(list(c["proxy"].values())) for c in mine])
+        fy = np.array([np.mean(list(c["full"].values())) for c in mine])
+        xerr = np.array([[px[j] - min(c["proxy"].values()), max(c["proxy"].values()) - px[j]] for j, c in enumerate(mine)]).T
+        yerr = np.array([[fy[j] - min(c["full"].values()), max(c["full"].values()) - fy[j]] for j, c in enumerate(mine)]).T
+        col = ROLE_COLOURS.get(role, plt.get_cmap("tab10")(i % 10))
+        ax.errorbar(px, fy, xerr=xerr, yerr=yerr, fmt="o", ms=5, color=col, ecolor=col, elinewidth=0.7, alpha=0.85,
+                    label=f"{role} (n={len(mine)})", mec="white", mew=0.5)
+        data["roles"][role] = {"proxy": px.tolist(), "full": fy.tolist()}
+    sp = res.get("correlation", {}).get("spearman")
+    title = f"{res.get('cells', len(cells))} cells"
+    if sp:
+        title += f": Spearman ρ={sp['estimate']:.2f} [{sp['low']:.2f}, {sp['high']:.2f}]"
+    ax.set_title(title)
+    ax.set_xlabel("proxy: mean val mIOU over seeds")
+    ax.set_ylabel("full task: mean test mIOU over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=7, ncol=3)
+    names, est, lo, hi = [], [], [], []
+    for name, key in (("proxy", None), ("params", "params_spearman"), ("FLOPs", "flops_spearman"),
+                      ("synflow", "synflow_spearman"), ("NASWOT", "naswot_spearman")):
+        c = sp if key is None else res.get(key)
+        if c and c.get("estimate") is not None and math.isfinite(c["estimate"]):
+            names.append(name)
+            est.append(c["estimate"])
+            lo.append(c["estimate"] - c["low"] if math.isfinite(c.get("low", math.nan)) else 0.0)
+            hi.append(c["high"] - c["estimate"] if math.isfinite(c.get("high", math.nan)) else 0.0)
+    y = np.arange(len(names))
+    bx.barh(y, est, xerr=[lo, hi], color=["#d62728"] + ["#7f7f7f"] * (len(names) - 1), alpha=0.8, capsize=3)
+    for yy, e in zip(y, est):
+        bx.text(-0.97 if e > 0 else 0.97, yy, f"{e:+.2f}", va="center", ha="left" if e > 0 else "right", fontsize=8)
+    bx.set_yticks(y, names)
+    bx.invert_yaxis()
+    bx.axvline(0, color="black", lw=0.8)
+    ceiling = res.get("seed_spearman", {}).get("full")
+    if ceiling is not None and math.isfinite(ceiling):
+        bx.axvline(ceiling, color="#2ca02c", ls="--", lw=1.2, label=f"full task seed vs seed ({ceiling:.2f})")
+        bx.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=7)
+    bx.set_xlim(-1, 1)
+    bx.set_xlabel("Spearman ρ with the full task (95% bootstrap)")
+    bx.set_title("Predictors of the full task")
+    bx.grid(alpha=0.3, axis="x")
+    data["predictors"] = dict(zip(names, est))
+    data["files"] = [str(p) for p in save(fig, out)]
+    return data

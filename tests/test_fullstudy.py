@@ -36,7 +36,9 @@ def make(tmp_path, related=True, n=16, seed=0):
 
 def test_a_faithful_proxy_correlates_and_the_contract_lines_are_printed(tmp_path, capsys):
     d = make(tmp_path)
-    assert fullstudy.main(["--data", str(d), "--n-resamples", "300", "--json", str(tmp_path / "r.json")]) == 0
+    assert fullstudy.main(["--data", str(d), "--n-resamples", "300", "--json", str(tmp_path / "r.json"),
+                           "--figure", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig.png").stat().st_size > 10_000 and (tmp_path / "fig.svg").exists()
     out = capsys.readouterr().out.splitlines()
     res = json.loads((tmp_path / "r.json").read_text())
     assert out[-3] == "cells: 16"
@@ -81,3 +83,15 @@ def test_records_of_two_configs_or_scene_sets_are_refused(tmp_path, capsys):
             fullstudy.main(["--data", str(other)])
         err = capsys.readouterr().err
         assert f"{value}, {value}x" in err and ("config hashes" if field == "config_hash" else "scene sets") in err
+
+
+def test_the_figure_plots_every_cell_and_each_predictor_rho(tmp_path):
+    from analysis.plots import plot_fullstudy
+
+    recs = fullstudy.read(make(tmp_path))
+    res = fullstudy.analyse(recs, n_resamples=200)
+    data = plot_fullstudy(fullstudy.cells_of(recs), res, tmp_path / "study")
+    assert sum(len(v["proxy"]) for v in data["roles"].values()) == 16 and set(data["roles"]) == {"aspp", "top1", "stratified"}
+    assert data["predictors"]["proxy"] == res["correlation"]["spearman"]["estimate"]
+    assert data["predictors"]["NASWOT"] == res["naswot_spearman"]["estimate"]
+    assert [p.endswith((".png", ".svg")) for p in data["files"]] == [True, True]
