@@ -16,7 +16,9 @@ FLOPs, synflow and NASWOT; and the paper's question, whether the best searched c
 the proxy) beats ASPP on the full task's test split (Welch's t-test over their full-task seeds).
 It ends with the lines ``cells: N``, ``spearman: X.XX [LO, HI]`` and
 ``best searched vs aspp (full task, test): +D.DDDD p=P``. ``--json FILE`` writes it all; ``--figure
-FILE`` draws it (the cells' scatter beside each predictor's rho under the noise ceiling).
+FILE`` draws it (the cells' scatter beside each predictor's rho under the noise ceiling); ``--versus
+DIR`` also correlates this study's full task with another study's on their shared cells (the
+CPU-sized full task against the GPU-sized one).
 """
 from __future__ import annotations
 
@@ -136,6 +138,27 @@ def analyse(records: list[dict], n_resamples: int = 2000) -> dict[str, Any]:
     return out
 
 
+def versus(records: list[dict], other: list[dict], n_resamples: int = 2000) -> dict[str, Any]:
+    """Do two full tasks (e.g. the CPU-sized and the GPU-sized one) rank the cells they share alike?
+    Spearman, Kendall and Pearson of their per-cell mean test mIOU, with bootstrap intervals."""
+    from .stats import correlations
+
+    def means(recs: list[dict]) -> dict[str, float]:
+        by: dict[str, list[float]] = {}
+        for r in recs:
+            if r["task"] == "full" and isinstance(r.get("test_miou"), (int, float)) and math.isfinite(r["test_miou"]):
+                by.setdefault(r["canonical_hash"], []).append(float(r["test_miou"]))
+        return {h: float(np.mean(v)) for h, v in by.items()}
+
+    a, b = means(records), means(other)
+    shared = sorted(set(a) & set(b))
+    out: dict[str, Any] = {"shared_cells": len(shared)}
+    if len(shared) >= 3:
+        corr = correlations([a[h] for h in shared], [b[h] for h in shared], n_resamples=n_resamples)
+        out["correlation"] = {m: c.to_dict() for m, c in corr.items()}
+    return out
+
+
 def text(res: dict[str, Any]) -> str:
     def f(v: Optional[float], d: str = "+.2f") -> str:
         return "n/a" if v is None or not math.isfinite(v) else format(v, d)
@@ -169,6 +192,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--data", default="study/records", help="folder of the study's *.jsonl records (default study/records)")
     p.add_argument("--json", default=None, help="write the whole result here")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--versus", default=None, metavar="DIR",
+                   help="another full task's study directory: how alike the two rank their shared cells")
     p.add_argument("--figure", default=None, help="draw the study here (.png and .svg; analysis.plots.plot_fullstudy)")
     args = p.parse_args(argv)
     if not Path(args.data).is_dir():
@@ -179,6 +204,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.error(f"{args.data} holds {why}: point --data at one study directory, e.g. "
                 + next((str(d) for d in sorted(Path(args.data).iterdir()) if d.is_dir()), "study/records/<dir>"))
     res = analyse(records, n_resamples=args.n_resamples)
+    if args.versus:
+        if not Path(args.versus).is_dir():
+            p.error(f"--versus {args.versus} is not a directory")
+        vs = versus(records, read(args.versus), n_resamples=args.n_resamples)
+        res["versus"] = {"data": args.versus, **vs}
+        sp = vs.get("correlation", {}).get("spearman")
+        print(f"full tasks of {args.data} and {args.versus} on {vs['shared_cells']} shared cells: "
+              + (f"spearman {sp['estimate']:+.2f} [{sp['low']:+.2f}, {sp['high']:+.2f}]" if sp else "too few to correlate"))
     print(text(res))
     if args.figure and res.get("cells", 0) >= 1:
         from .plots import plot_fullstudy

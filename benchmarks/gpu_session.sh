@@ -40,12 +40,21 @@ step gpu_proxy_paper 100 "$PY" -m benchmarks.gpu_proxy --config paper --cells 0
 step prepare 25 "$PY" -m proxy.evaluate weak --config "$CONFIG"  # the cache is built: one evaluation
 # 4-5. the proxy-vs-full study: its missing (cell, task, seed)s, resumed from the committed records
 #      (copy study/records in first; copy $OUT/study-records/* back into study/records and commit them)
+#      The GPU-sized full task takes the CPU-sized study's cells (--plan-from), so the two full tasks
+#      can be compared on the cells both have (analysis.fullstudy --versus); its proxy evaluations
+#      are DPC-Bench records of this device (in $OUT/bench-records, with the bench's own).
 cp -r study/records "$OUT/study-records" 2>/dev/null || mkdir -p "$OUT/study-records"
+cp -r bench/records "$OUT/bench-records" 2>/dev/null || mkdir -p "$OUT/bench-records"
+PLAN=$(ls study/records/full-cpu-frozen-*/plan.json 2>/dev/null | head -n 1)
+if [ -n "$PLAN" ]; then STUDY_CELLS=(--cells 0 --plan-from "$PLAN"); else STUDY_CELLS=(); fi
 step study 165 "$PY" -m benchmarks.study collect --config "$CONFIG" --full-config "$CONFIG" --hours 0.04 \
-    --data "$OUT/study-records"
-"$PY" -m analysis.fullstudy --data "$(ls -d "$OUT"/study-records/*/ | head -n 1)" 2>/dev/null | tail -n 3
+    "${STUDY_CELLS[@]}" --data "$OUT/study-records" --bench "$OUT/bench-records"
+for d in "$OUT"/study-records/*/; do
+    case "$d" in *-frozen-*) continue ;; esac
+    "$PY" -m analysis.fullstudy --data "$d" ${PLAN:+--versus "$(dirname "$PLAN")"} --n-resamples 500 2>/dev/null | grep -E "^(full tasks|cells|spearman|best)"
+done
 # 6. DPC-Bench records from the GPU's last seconds (their own directory: the hash has the device type);
-#    copy $OUT/bench-records/* into bench/records/ and commit them
+#    copy $OUT/bench-records/* into bench/records/ and commit them (the CPU directories come back unchanged)
 step bench 45 "$PY" -m benchmarks.bench collect --config "$CONFIG" --workers 4 --hours 0.01 --seed "$(date +%s)" \
     --data "$OUT/bench-records" --quiet
 rm -rf "$OUT"/*.dpc-lock

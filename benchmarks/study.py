@@ -20,7 +20,8 @@ of the bench by mean val mIOU (role ``top``), the rest drawn evenly over the rem
 (``stratified``: sorted by val, every k-th), and uniform random cells (``random``) where the bench
 holds too few. The plan is written to ``plan.json`` and only grows: a later run with a larger
 ``--cells`` appends cells by the same rule from the bench as it is then; planned cells keep their
-role. Order of work: every cell's first proxy seed and first full seed before any second seed, so
+role; ``--plan-from OTHER/plan.json`` starts a new study with another's cells, so two full tasks
+can be compared on the same cells (``analysis.fullstudy --versus``). Order of work: every cell's first proxy seed and first full seed before any second seed, so
 a study cut short is still a study. ``--workers N --worker I`` splits the plan between processes
 (cell I, I+N, ...), each with its own shard.
 """
@@ -164,11 +165,22 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
     bench_held = _records_with_shards(bench_dir)
 
     plan_path = directory / "plan.json"
-    saved = json.loads(plan_path.read_text()) if plan_path.exists() else {"cells": [], "commands": []}
+    if plan_path.exists():
+        saved = json.loads(plan_path.read_text())
+    elif args.plan_from:  # another study's cells (e.g. the GPU-sized full task on the CPU-sized one's)
+        try:
+            saved = {"cells": json.loads(Path(args.plan_from).read_text())["cells"], "plan_from": str(args.plan_from)}
+        except (OSError, ValueError, KeyError) as e:
+            print(f"python -m benchmarks.study: error: --plan-from {args.plan_from}: not a study's plan.json "
+                  f"({type(e).__name__})", file=sys.stderr)
+            return 2
+    else:
+        saved = {"cells": [], "commands": []}
     cells = saved["cells"]
-    if len(cells) < args.cells + 2:
+    if len(cells) < args.cells + 2 or not plan_path.exists():
         cells = plan(args.cells, bench_cells([r for r, _ in bench_held.values()]), args.seed, cells)
-        saved = {"cells": cells, "commands": saved.get("commands", [saved["command"]] if "command" in saved else []) + [command]}
+        saved = {**saved, "cells": cells,
+                 "commands": saved.get("commands", [saved["command"]] if "command" in saved else []) + [command]}
         tmp = plan_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(saved, indent=1))
         tmp.replace(plan_path)
@@ -351,6 +363,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--bench", default=DEFAULT_DATA, help="DPC-Bench records to pick cells from (default bench/records)")
     c.add_argument("--data", default=DEFAULT_OUT, help=f"where the records go (default {DEFAULT_OUT})")
     c.add_argument("--seed", type=int, default=0, help="seed of the random cells' draw (default 0)")
+    c.add_argument("--plan-from", default=None, metavar="PLAN_JSON",
+                   help="a new study starts from this study's cells (e.g. a GPU full task on the CPU study's plan)")
     c.add_argument("--cache-dir", default=None)
     c.add_argument("--device", default=None)
     c.add_argument("--no-zero-cost", dest="zero_cost", action="store_false",

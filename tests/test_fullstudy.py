@@ -95,3 +95,19 @@ def test_the_figure_plots_every_cell_and_each_predictor_rho(tmp_path):
     assert data["predictors"]["proxy"] == res["correlation"]["spearman"]["estimate"]
     assert data["predictors"]["NASWOT"] == res["naswot_spearman"]["estimate"]
     assert [p.endswith((".png", ".svg")) for p in data["files"]] == [True, True]
+
+
+def test_versus_correlates_two_full_tasks_on_their_shared_cells(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    a = make(tmp_path / "a", n=8)
+    recs = fullstudy.read(a)
+    other = tmp_path / "other"
+    other.mkdir()
+    # the other full task: the same cells but the last two, in reverse order of quality
+    rows = [dict(r, test_miou=-r["test_miou"]) for r in recs if r["task"] == "full"]
+    kept = sorted({r["canonical_hash"] for r in rows})[:-2]
+    (other / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["canonical_hash"] in kept))
+    vs = fullstudy.versus(recs, fullstudy.read(other), n_resamples=200)
+    assert vs["shared_cells"] == 6 and vs["correlation"]["spearman"]["estimate"] == pytest.approx(-1)
+    assert fullstudy.main(["--data", str(a), "--versus", str(other), "--n-resamples", "200"]) == 0
+    assert "on 6 shared cells: spearman -1.00" in capsys.readouterr().out

@@ -149,3 +149,23 @@ def test_real_evaluators_on_the_test_configs(tmp_path, cache_dir, capsys):
     scores = [r for r in recs if r["task"] == "zero_cost"]
     assert {r["role"] for r in scores} == {"aspp", "top1"} and all(r["synflow"] > 0 and r["naswot"] > 0 for r in scores)
     assert scores[0]["synflow"] != scores[1]["synflow"]
+
+
+def test_plan_from_starts_a_study_on_another_studys_cells(tmp_path, capsys):
+    base = ["collect", "--config", "test", "--bench", str(tmp_path / "bench"), "--evaluator", FAKE, "--no-zero-cost",
+            "--proxy-seeds", "1", "--full-seeds", "1", "--evaluations", "0"]
+    assert study.main(base + ["--full-config", "test", "--cells", "3", "--data", str(tmp_path / "a")]) == 0
+    (first,) = [d for d in (tmp_path / "a").iterdir() if d.is_dir()]
+    assert study.main(base + ["--full-config", "test-frozen", "--cells", "0", "--data", str(tmp_path / "b"),
+                              "--plan-from", str(first / "plan.json")]) == 0
+    (second,) = [d for d in (tmp_path / "b").iterdir() if d.is_dir()]
+    assert second.name.startswith("full-test-frozen-")
+    saved = json.loads((second / "plan.json").read_text())
+    assert saved["cells"] == json.loads((first / "plan.json").read_text())["cells"] and len(saved["cells"]) == 5
+    assert saved["plan_from"] == str(first / "plan.json")
+    capsys.readouterr()
+    assert study.main(base + ["--full-config", "test-frozen", "--data", str(tmp_path / "c"),
+                              "--plan-from", str(tmp_path / "nope.json")]) == 2
+    assert "--plan-from" in capsys.readouterr().err
+    assert study.main(base + ["--full-config", "cpu-frozen", "--data", str(tmp_path / "c")]) == 2
+    assert "use different scene sets" in capsys.readouterr().err
