@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.ladder [--data bench/records/DIR] [--out docs/figures/fidelity_ladder]`` prints a
 markdown table (step, fraction of training, cells, Spearman rho and Kendall tau of val@step with the final
-val mIOU and with the final test mIOU) and draws it. One record per cell (its lowest seed), so seeds do not
+val mIOU and with the final test mIOU, the latter with a bootstrap 95% interval) and draws it. One record per cell (its lowest seed), so seeds do not
 count twice. This is what a multi-fidelity search (a pruner stopping a candidate at step s) bets on: a
 step whose rho is near the seed-to-seed ceiling loses little by stopping there.
 """
@@ -23,18 +23,22 @@ MIN_CELLS = 5
 
 
 def one_per_cell(records: list[dict]) -> list[dict]:
-    """The lowest-seed complete record with a curve of each cell."""
+    """The lowest-seed complete record with a learning curve (two points or more) of each cell."""
     best: dict[str, dict] = {}
     for r in records:
-        ok = r.get("error") is None and r.get("curve") and isinstance(r.get("val_miou"), (int, float))
+        # a curve of one point (an imported final value) is no learning curve
+        ok = r.get("error") is None and len(r.get("curve") or ()) > 1 and isinstance(r.get("val_miou"), (int, float))
         if ok and (r["canonical_hash"] not in best or r["seed"] < best[r["canonical_hash"]]["seed"]):
             best[r["canonical_hash"]] = r
     return [best[h] for h in sorted(best)]
 
 
-def ladder(records: list[dict]) -> list[dict[str, Any]]:
-    """One row per curve step held by >= MIN_CELLS cells whose training ran to the common final step."""
+def ladder(records: list[dict], n_resamples: int = 1000) -> list[dict[str, Any]]:
+    """One row per curve step held by >= MIN_CELLS cells whose training ran to the common final step;
+    the Spearman rho with the final test mIOU carries a bootstrap 95% interval."""
     from scipy import stats
+
+    from analysis.stats import correlation
 
     cells = one_per_cell(records)
     if not cells:
@@ -56,6 +60,10 @@ def ladder(records: list[dict]) -> list[dict[str, Any]]:
             ok = m.sum() >= MIN_CELLS and np.ptp(x[m]) > 0 and np.ptp(y[m]) > 0
             row[f"spearman_{name}"] = float(stats.spearmanr(x[m], y[m]).statistic) if ok else math.nan
             row[f"kendall_{name}"] = float(stats.kendalltau(x[m], y[m]).statistic) if ok else math.nan
+            if name == "test":  # the honest target, with its uncertainty: few cells make a wide interval
+                c = correlation(x[m], y[m], n_resamples=n_resamples) if ok else None
+                row["spearman_test_low"] = c.low if c else math.nan
+                row["spearman_test_high"] = c.high if c else math.nan
         rows.append(row)
     return rows
 
@@ -64,11 +72,12 @@ def table(rows: list[dict]) -> str:
     def f(v: float) -> str:
         return "n/a" if not math.isfinite(v) else f"{v:+.2f}"
 
-    lines = ["| step | of training | cells | rho vs final val | tau vs final val | rho vs final test | tau vs final test |",
+    lines = ["| step | of training | cells | rho vs final val | tau vs final val | rho vs final test [95%] | tau vs final test |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        ci = f" [{f(r['spearman_test_low'])}, {f(r['spearman_test_high'])}]"
         lines.append(f"| {r['step']} | {r['fraction']:.0%} | {r['cells']} | {f(r['spearman_val'])} | {f(r['kendall_val'])} "
-                     f"| {f(r['spearman_test'])} | {f(r['kendall_test'])} |")
+                     f"| {f(r['spearman_test'])}{ci} | {f(r['kendall_test'])} |")
     return "\n".join(lines)
 
 
@@ -82,11 +91,14 @@ def plot(rows: list[dict], out: Path, ceiling: Optional[float] = None, title: st
     x = [r["step"] for r in rows]
     ax.plot(x, [r["spearman_val"] for r in rows], "o-", label="vs final val mIOU")
     ax.plot(x, [r["spearman_test"] for r in rows], "s--", label="vs final test mIOU")
+    ax.fill_between(x, [r["spearman_test_low"] for r in rows], [r["spearman_test_high"] for r in rows],
+                    color="C1", alpha=0.15, lw=0, label="test: bootstrap 95%")
     if ceiling is not None and math.isfinite(ceiling):
         ax.axhline(ceiling, color="grey", lw=1, ls=":", label=f"seed-to-seed ceiling ({ceiling:.2f})")
     ax.set_xlabel("training step of the val mIOU")
     ax.set_ylabel("Spearman rho")
-    ax.set_ylim(min(0.0, *(r["spearman_val"] for r in rows if math.isfinite(r["spearman_val"]))) - 0.05, 1.02)
+    ax.set_ylim(max(-1.02, min(0.0, *(v for r in rows for v in (r["spearman_val"], r["spearman_test_low"])
+                                      if math.isfinite(v))) - 0.05), 1.02)
     ax.set_title(title or f"Fidelity ladder ({rows[-1]['cells'] if rows else 0} cells)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

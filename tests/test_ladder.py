@@ -26,7 +26,10 @@ def test_ladder_rises_to_one_and_uses_one_record_per_cell(tmp_path, capsys):
     rho = [r["spearman_val"] for r in rows]
     assert rho[0] < rho[1] < rho[2] < rho[3] == pytest.approx(1.0)
     assert rows[0]["cells"] == len({r["canonical_hash"] for r in recs})
-    assert -1 <= rows[0]["spearman_test"] <= 1
+    assert -1 <= rows[0]["spearman_test_low"] <= rows[0]["spearman_test"] <= rows[0]["spearman_test_high"] <= 1
+    # an imported record (its curve only the final point) is no learning curve: not in the ladder
+    imported = [dict(r, canonical_hash=f"imported{i}", seed=0, curve=[[600, r["val_miou"]]]) for i, r in enumerate(recs[:5])]
+    assert [row["cells"] for row in ladder.ladder(recs + imported)] == [row["cells"] for row in rows]
     d = tmp_path / "cpu-x-y"
     d.mkdir()
     (d / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
