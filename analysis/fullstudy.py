@@ -37,7 +37,8 @@ PREDICTORS = ("params", "flops", "synflow", "naswot")  # cheap predictors, each 
 
 
 def read(data: str | Path) -> list[dict]:
-    """Every complete evaluation under ``data``, first record of each (hash, task, seed); a partial last line is skipped."""
+    """Every complete evaluation under ``data``, first record of each (hash, task, seed), with the role
+    its ``plan.json`` gives the cell; a partial last line is skipped."""
     seen: dict[tuple, dict] = {}
     for path in sorted(Path(data).rglob("*.jsonl")):
         for line in path.read_text().splitlines():
@@ -48,7 +49,13 @@ def read(data: str | Path) -> list[dict]:
             if r.get("error") is not None or (r.get("task") in TASKS and not isinstance(r.get("val_miou"), (int, float))):
                 continue
             seen.setdefault((r["canonical_hash"], r["task"], int(r["seed"])), r)
-    return list(seen.values())
+    roles = {}  # the plan names each planned cell's role (an imported record may predate the plan)
+    for plan in sorted(Path(data).rglob("plan.json")):
+        try:
+            roles.update({c["genome"]: c["role"] for c in json.loads(plan.read_text())["cells"]})
+        except (ValueError, KeyError, TypeError):
+            continue
+    return [dict(r, role=roles[r["genome"]]) if r["genome"] in roles else r for r in seen.values()]
 
 
 def mixed(records: list[dict]) -> Optional[str]:

@@ -87,6 +87,15 @@ def test_collect_takes_bench_seeds_resumes_in_rounds_and_the_analysis_reads_it(t
     assert {(r["canonical_hash"], r["seed"]) for r in grown} == {(r["canonical_hash"], r["seed"]) for r in recs
                                                                    if r["task"] == "proxy" and r["role"] in ("aspp", "top1")}
     assert study.main(argv) == 0 and len(fullstudy.read(directory)) == 12 + 3  # nothing left to do
+    # the plan's role wins over an imported record's (written before the plan named the cell)
+    plan_genomes = {c["genome"]: c["role"] for c in plan}
+    assert all(r["role"] == plan_genomes[r["genome"]] for r in fullstudy.read(directory) if r["genome"] in plan_genomes)
+    from dpc.genome import Genome
+
+    h3 = Genome.parse(plan[3]["genome"]).canonical_hash()
+    (directory / "import-y.jsonl").write_text(json.dumps(dict(held[0], genome=plan[3]["genome"], canonical_hash=h3,
+                                                             task="full", role="import", seed=7)) + "\n")
+    assert {r["role"] for r in fullstudy.read(directory) if r["genome"] == plan[3]["genome"]} == {plan[3]["role"]}
     capsys.readouterr()
     assert fullstudy.main(["--data", str(directory), "--n-resamples", "200"]) == 0
     assert "cells: 5" in capsys.readouterr().out
