@@ -107,13 +107,30 @@ def mean_reliability(r: float, k: float) -> float:
     return k * r / (1 + (k - 1) * r) if math.isfinite(r) and r > 0 else math.nan
 
 
+def cost_hours(records: list[dict]) -> dict[str, dict[str, Any]]:
+    """Train + eval hours of the study's evaluations by task and device (a worker's clock: on a
+    shared CPU it counts the neighbours' load too), for the study's cost in GPU-minutes or core-hours."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.get("task") not in TASKS:
+            continue
+        key = f"{r['task']} on {r.get('device') or 'unknown'}"
+        c = out.setdefault(key, {"evaluations": 0, "hours": 0.0, "timed": 0})
+        c["evaluations"] += 1
+        secs = [r.get(k) for k in ("train_seconds", "eval_seconds")]
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in secs):
+            c["hours"] += sum(secs) / 3600
+            c["timed"] += 1
+    return out
+
+
 def analyse(records: list[dict], n_resamples: int = 2000) -> dict[str, Any]:
     from scipy import stats
 
     from .stats import correlations, top_k_precision
 
     cells = cells_of(records)
-    out: dict[str, Any] = {"cells": len(cells)}
+    out: dict[str, Any] = {"cells": len(cells), "cost_hours": cost_hours(records)}
     if len(cells) < 3:
         return out
     proxy = np.array([np.mean(list(c["proxy"].values())) for c in cells])
@@ -184,6 +201,9 @@ def text(res: dict[str, Any]) -> str:
             if f"{cost}_spearman" in res:
                 c = res[f"{cost}_spearman"]
                 lines.append(f"{cost} vs full: spearman {f(c['estimate'])} [{f(c['low'])}, {f(c['high'])}] (n={c['n']})")
+    for key, c in sorted(res.get("cost_hours", {}).items()):
+        lines.append(f"cost: {key}: {c['evaluations']} evaluations, {c['hours']:.1f} h"
+                     + (f" ({c['timed']} timed)" if c["timed"] < c["evaluations"] else ""))
     lines.append(f"cells: {res['cells']}")
     sp = corr.get("spearman")
     lines.append(f"spearman: {f(sp['estimate'], '.2f') if sp else 'n/a'} [{f(sp['low'], '.2f') if sp else 'n/a'}, "

@@ -24,7 +24,8 @@ def make(tmp_path, related=True, n=16, seed=0):
                               val_miou=q + rng.normal(0, 0.008), test_miou=q, params=1000 + i, flops=10**6 + i))
         for s in range(2):
             lines.append(dict(genome=str(g), canonical_hash=g.canonical_hash(), task="full", seed=s, role=role,
-                              val_miou=full_q, test_miou=full_q + rng.normal(0, 0.002)))
+                              val_miou=full_q, test_miou=full_q + rng.normal(0, 0.002), device="cuda:0",
+                              train_seconds=1800.0 if i else None, eval_seconds=0.0))
         lines.append(dict(genome=str(g), canonical_hash=g.canonical_hash(), task="zero_cost", seed=0, role=role,
                           synflow=float(i), naswot=None if i == 0 else float(-i)))  # a -inf NASWOT is stored as null
     d = tmp_path / "records"
@@ -42,6 +43,8 @@ def test_a_faithful_proxy_correlates_and_the_contract_lines_are_printed(tmp_path
     out = capsys.readouterr().out.splitlines()
     res = json.loads((tmp_path / "r.json").read_text())
     assert out[-3] == "cells: 16"
+    assert res["cost_hours"]["full on cuda:0"] == {"evaluations": 32, "hours": 15.0, "timed": 30}
+    assert "cost: full on cuda:0: 32 evaluations, 15.0 h (30 timed)" in out
     rho = res["correlation"]["spearman"]
     assert 0.7 < rho["estimate"] < 1 and out[-2] == f"spearman: {rho['estimate']:.2f} [{rho['low']:.2f}, {rho['high']:.2f}]"
     assert res["synflow_spearman"]["estimate"] > 0.9 and res["naswot_spearman"]["estimate"] < -0.9
