@@ -31,6 +31,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import shlex
 import socket
 import sys
@@ -144,6 +145,31 @@ def _records_with_shards(directory: Path) -> dict[tuple[str, int], tuple[dict, s
     return out
 
 
+def load_plan(plan_path: Path, args: argparse.Namespace, ranked: list[tuple[str, float]], command: str) -> Optional[list[dict]]:
+    """The study's cells: ``plan.json`` (else ``--plan-from``'s cells), grown to ``--cells`` from the
+    bench's ``ranked`` cells and written back atomically; None after a one-line error."""
+    if plan_path.exists():
+        saved = json.loads(plan_path.read_text())
+    elif args.plan_from:
+        try:
+            saved = {"cells": json.loads(Path(args.plan_from).read_text())["cells"], "plan_from": str(args.plan_from)}
+        except (OSError, ValueError, KeyError) as e:
+            print(f"python -m benchmarks.study: error: --plan-from {args.plan_from}: not a study's plan.json "
+                  f"({type(e).__name__})", file=sys.stderr)
+            return None
+    else:
+        saved = {"cells": [], "commands": []}
+    cells = saved["cells"]
+    if len(cells) < args.cells + 2 or not plan_path.exists():
+        cells = plan(args.cells, ranked, args.seed, cells)
+        saved = {**saved, "cells": cells,
+                 "commands": saved.get("commands", [saved["command"]] if "command" in saved else []) + [command]}
+        tmp = plan_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(saved, indent=1))
+        tmp.replace(plan_path)
+    return cells
+
+
 def collect(args: argparse.Namespace, argv: list[str]) -> int:
     from dpc.genome import Genome
     from proxy.config import get_config
@@ -164,26 +190,9 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
     command = "python -m benchmarks.study " + shlex.join(argv)
     bench_held = _records_with_shards(bench_dir)
 
-    plan_path = directory / "plan.json"
-    if plan_path.exists():
-        saved = json.loads(plan_path.read_text())
-    elif args.plan_from:  # another study's cells (e.g. the GPU-sized full task on the CPU-sized one's)
-        try:
-            saved = {"cells": json.loads(Path(args.plan_from).read_text())["cells"], "plan_from": str(args.plan_from)}
-        except (OSError, ValueError, KeyError) as e:
-            print(f"python -m benchmarks.study: error: --plan-from {args.plan_from}: not a study's plan.json "
-                  f"({type(e).__name__})", file=sys.stderr)
-            return 2
-    else:
-        saved = {"cells": [], "commands": []}
-    cells = saved["cells"]
-    if len(cells) < args.cells + 2 or not plan_path.exists():
-        cells = plan(args.cells, bench_cells([r for r, _ in bench_held.values()]), args.seed, cells)
-        saved = {**saved, "cells": cells,
-                 "commands": saved.get("commands", [saved["command"]] if "command" in saved else []) + [command]}
-        tmp = plan_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(saved, indent=1))
-        tmp.replace(plan_path)
+    cells = load_plan(directory / "plan.json", args, bench_cells([r for r, _ in bench_held.values()]), command)
+    if cells is None:
+        return 2
 
     records = [r for shard in directory.glob("*.jsonl") for r in read_shard(shard)]
     done = {(r["canonical_hash"], r["task"], int(r["seed"])) for r in records}
