@@ -301,7 +301,7 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
     command = "python -m benchmarks.bench " + shlex.join(argv)
 
     if args.workers > 1 and args.worker is None:
-        return _spawn_workers(args, argv, evaluator, directory)
+        return spawn_workers("benchmarks.bench", args, argv, [evaluator], directory)
 
     worker, workers = (args.worker or 0), max(1, args.workers)
     host = socket.gethostname()
@@ -378,10 +378,12 @@ def _close(bar):
         bar.close()
 
 
-def _spawn_workers(args, argv, evaluator, directory: Path) -> int:
-    """Build the caches once here, then one process (and one shard) per worker."""
-    if hasattr(evaluator, "build_caches"):
-        evaluator.build_caches()
+def spawn_workers(module: str, args, argv, evaluators, directory: Path) -> int:
+    """Build the caches once here, then one process (and one shard) per worker: ``python -m module
+    *argv --worker W`` with its share of ``--evaluations``. Shared by the bench and the study."""
+    for evaluator in evaluators:
+        if hasattr(evaluator, "build_caches"):
+            evaluator.build_caches()
     procs = []
     for w in range(args.workers):
         sub = list(argv) + ["--worker", str(w)]
@@ -390,7 +392,7 @@ def _spawn_workers(args, argv, evaluator, directory: Path) -> int:
             if k == 0:
                 continue
             sub += ["--evaluations", str(k)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.bench"] + sub))
+        procs.append(subprocess.Popen([sys.executable, "-m", module] + sub))
     rc = 0
     try:
         for p in procs:

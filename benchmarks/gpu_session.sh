@@ -8,7 +8,8 @@
 #    same run; writes $OUT/gpu_pack-$CONFIG.json (it also builds the scenes and feature cache);
 # 2. benchmarks.gpu_proxy at the paper config: seconds per paper-scale candidate (scaled to 30k steps);
 # 3. one evaluation of the weak cell (proxy.evaluate, the README's example output);
-# 4. benchmarks.study collect: the proxy-vs-full study's next evaluations (resumes the committed records);
+# 4. benchmarks.study collect: the proxy-vs-full study's next evaluations, 4 worker processes sharing
+#    the GPU (the H200 trained 4 full-cpu cells side by side at ~92 s each; resumes the committed records);
 # 5. analysis.fullstudy: its result so far;
 # 6. DPC-Bench collection for what is left (benchmarks.bench collect, 4 workers).
 # Each step has a time limit so that the later ones still run; every step is resumable, and
@@ -48,7 +49,7 @@ cp -r bench/records "$OUT/bench-records" 2>/dev/null || mkdir -p "$OUT/bench-rec
 PLAN=$(ls study/records/full-cpu-frozen-*/plan.json 2>/dev/null | head -n 1)
 if [ -n "$PLAN" ]; then STUDY_CELLS=(--cells 0 --plan-from "$PLAN"); else STUDY_CELLS=(); fi
 step study 165 "$PY" -m benchmarks.study collect --config "$CONFIG" --full-config "$CONFIG" --hours 0.04 \
-    "${STUDY_CELLS[@]}" --data "$OUT/study-records" --bench "$OUT/bench-records"
+    --workers "${STUDY_WORKERS:-4}" "${STUDY_CELLS[@]}" --data "$OUT/study-records" --bench "$OUT/bench-records"
 for d in "$OUT"/study-records/*/; do
     case "$d" in *-frozen-*) continue ;; esac
     "$PY" -m analysis.fullstudy --data "$d" ${PLAN:+--versus "$(dirname "$PLAN")"} --n-resamples 500 2>/dev/null | grep -E "^(full tasks|cells|spearman|best)"

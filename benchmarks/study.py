@@ -22,8 +22,8 @@ holds too few. The plan is written to ``plan.json`` and only grows: a later run 
 ``--cells`` appends cells by the same rule from the bench as it is then; planned cells keep their
 role; ``--plan-from OTHER/plan.json`` starts a new study with another's cells, so two full tasks
 can be compared on the same cells (``analysis.fullstudy --versus``). Order of work: every cell's first proxy seed and first full seed before any second seed, so
-a study cut short is still a study. ``--workers N --worker I`` splits the plan between processes
-(cell I, I+N, ...), each with its own shard.
+a study cut short is still a study. ``--workers N`` splits the plan between N processes (cells I,
+I+N, ...; one shard each), spawned here, or one per machine or terminal with ``--worker I``.
 """
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ from .bench import (
     new_shard,
     read_shard,
     scene_set_key,
+    spawn_workers,
     versions,
 )
 
@@ -193,6 +194,9 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
     cells = load_plan(directory / "plan.json", args, bench_cells([r for r, _ in bench_held.values()]), command)
     if cells is None:
         return 2
+    if args.workers > 1 and args.worker is None:  # the plan is on disk: the workers share it
+        return spawn_workers("benchmarks.study", args, argv, [proxy_ev, full_ev], directory)
+    worker = args.worker or 0
 
     records = [r for shard in directory.glob("*.jsonl") for r in read_shard(shard)]
     done = {(r["canonical_hash"], r["task"], int(r["seed"])) for r in records}
@@ -202,7 +206,7 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
     planned = {Genome.parse(c["genome"]).canonical_hash() for c in cells}
     imported = list({r["canonical_hash"]: {"genome": r["genome"], "role": r["role"]} for r in records
                      if r["task"] == "full" and r["canonical_hash"] not in planned}.values())  # e.g. a noise study's cells
-    for cell, _task, seed in todo(cells + imported, done, args.proxy_seeds, 0, args.worker, args.workers):
+    for cell, _task, seed in todo(cells + imported, done, args.proxy_seeds, 0, worker, args.workers):
         h = Genome.parse(cell["genome"]).canonical_hash()
         if (h, seed) in bench_held:
             rec, where = bench_held[(h, seed)]
@@ -210,10 +214,10 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
             done.add((h, "proxy", seed))
             copied += 1
     if args.zero_cost:
-        copied_scores = zero_cost_records(shard, [c for i, c in enumerate(cells) if i % args.workers == args.worker],
+        copied_scores = zero_cost_records(shard, [c for i, c in enumerate(cells) if i % args.workers == worker],
                                           done, proxy_cfg, key, args.cache_dir)
         print(f"zero-cost scores of {copied_scores} cell(s) written", file=sys.stderr)
-    work = todo(cells, done, args.proxy_seeds, args.full_seeds, args.worker, args.workers)
+    work = todo(cells, done, args.proxy_seeds, args.full_seeds, worker, args.workers)
     deadline = time.time() + args.hours * 3600 if args.hours else math.inf
     print(f"study of {len(cells)} cells in {directory}: {copied} proxy evaluation(s) taken from {bench_dir}, "
           f"{len(work)} evaluations to go; writing {shard.name}", file=sys.stderr)
@@ -379,8 +383,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--no-zero-cost", dest="zero_cost", action="store_false",
                    help="skip the cells' zero-cost scores (synflow, NASWOT: seconds a cell, but they need the proxy's features)")
     c.add_argument("--eval-every", type=int, default=100, help="the proxy's learning-curve step (default 100, as the bench)")
-    c.add_argument("--workers", type=int, default=1, help="processes sharing the plan (default 1)")
-    c.add_argument("--worker", type=int, default=0, help="this process's index, 0..workers-1 (default 0)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the plan, one shard each: spawned here, or one a machine with --worker")
+    c.add_argument("--worker", type=int, default=None, help="this process's index, 0..workers-1 (default: spawn them all)")
     c.add_argument("--evaluator", default=None, help=argparse.SUPPRESS)  # module:factory for tests
     m = sub.add_parser("import", help="study records from the full-task trials a storage already holds")
     m.add_argument("storage", help="journal file or Optuna storage URL")
@@ -407,7 +412,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name in ("cells", "proxy_seeds", "full_seeds", "workers"):
         if getattr(args, name) < (0 if name == "cells" else 1):
             p.error(f"--{name.replace('_', '-')} must be >= {0 if name == 'cells' else 1}")
-    if not 0 <= args.worker < args.workers:
+    if args.worker is not None and not 0 <= args.worker < args.workers:
         p.error(f"--worker must be in 0..{args.workers - 1}")
     return collect(args, argv)
 

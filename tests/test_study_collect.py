@@ -178,3 +178,23 @@ def test_plan_from_starts_a_study_on_another_studys_cells(tmp_path, capsys):
     assert "--plan-from" in capsys.readouterr().err
     assert study.main(base + ["--full-config", "cpu-frozen", "--data", str(tmp_path / "c")]) == 2
     assert "use different scene sets" in capsys.readouterr().err
+
+
+def test_workers_without_worker_are_spawned_and_share_the_plan(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_bench import ROOT, _env
+
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "benchmarks.study", "collect", "--config", "test", "--full-config", "test", "--cells", "4",
+           "--proxy-seeds", "1", "--full-seeds", "1", "--bench", str(tmp_path / "bench"), "--data", str(out),
+           "--evaluator", FAKE, "--no-zero-cost", "--workers", "2"]
+    run = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (directory,) = [d for d in out.iterdir() if d.is_dir()]
+    assert len(json.loads((directory / "plan.json").read_text())["cells"]) == 6
+    recs = fullstudy.read(directory)
+    assert len(recs) == 6 * 2 and len({(r["canonical_hash"], r["task"]) for r in recs}) == 12
+    shards = [s for s in directory.glob("*.jsonl") if s.stat().st_size]
+    assert len(shards) == 2  # one a worker
