@@ -11,7 +11,7 @@ of each (hash, task, seed) wins); ``python -m analysis.fullstudy --data DIR`` re
 A proxy evaluation is a DPC-Bench evaluation: a (cell, seed) that the bench directory of the proxy
 config (same config hash on this device, same scene set) already holds is copied into the study,
 not retrained (``from_bench`` names its shard), and one the study trains is appended to the bench
-too (source ``study``), learning curve and all. ``python -m benchmarks.study import STORAGE`` adds
+too, learning curve and all (``bench_source`` says how the cell was chosen). ``python -m benchmarks.study import STORAGE`` adds
 the full-task trials that a storage already holds (e.g. the full task's noise study) where their
 config hash and scene set match.
 
@@ -128,6 +128,15 @@ def todo(cells: list[dict], done: set, proxy_seeds: int, full_seeds: int,
     return out
 
 
+def bench_source(role: str, seed: int) -> str:
+    """The bench's ``source`` of a proxy evaluation the study trains: how the cell was chosen, as
+    the bench's own collector would say it (``study``: picked by the study from elsewhere, e.g. the
+    top of another device's bench), so the surrogate's leave-one-source-out stays meaningful."""
+    if seed > 0:
+        return "reseed"
+    return {"random": "uniform", "aspp": "zoo", "top1": "zoo"}.get(role, "study")
+
+
 def proxy_record(bench_rec: dict, role: str, bench_shard: str) -> dict[str, Any]:
     """The study's copy of a bench record (the proxy's score of one (cell, seed))."""
     rec = {k: bench_rec.get(k) for k in PROXY_FIELDS}
@@ -230,7 +239,7 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
             if task == "proxy":
                 bench_dir.mkdir(parents=True, exist_ok=True)
                 brec = evaluate_record(proxy_ev, proxy_cfg, g, seed, dict(
-                    source="study", config=proxy_cfg.name, config_hash=proxy_hash, config_dict=proxy_cfg.to_dict(),
+                    source=bench_source(cell["role"], seed), config=proxy_cfg.name, config_hash=proxy_hash, config_dict=proxy_cfg.to_dict(),
                     scene_key=key, hostname=socket.gethostname(), command=command, versions=vers,
                     torch=vers.get("torch")))
                 bench_shard = bench_shard or new_shard(bench_dir)

@@ -71,19 +71,20 @@ def test_collect_takes_bench_seeds_resumes_in_rounds_and_the_analysis_reads_it(t
     assert [c["role"] for c in plan] == ["aspp", "top1", "top", "stratified"]
     by_hash = {(r["canonical_hash"], r["seed"]): r for r in held}
     recs = [r for r in fullstudy.read(directory) if r["canonical_hash"] != extra["canonical_hash"]]
-    copied = [r for r in recs if r["task"] == "proxy" and r.get("source") != "study"]
+    copied = [r for r in recs if r["task"] == "proxy" and r["from_bench"].endswith("/a.jsonl")]
     # the two bench cells' seeds 0 and 1 (make_records gives the first 50 uniform cells two seeds): copied, not trained
     assert len(copied) == 4 and all(r["val_miou"] == by_hash[(r["canonical_hash"], r["seed"])]["val_miou"] for r in copied)
     assert all(r["from_bench"] == f"{bench_dir.name}/a.jsonl" for r in copied)
-    trained = [r for r in recs if r["task"] == "full" or r["source"] == "study"]
+    trained = [r for r in recs if r["task"] == "full" or not r["from_bench"].endswith("/a.jsonl")]
     assert len(trained) == 3 and all(r["seed"] == 0 for r in trained)  # round 0 first
     assert trained[0]["role"] == "aspp" and trained[0]["genome"] == str(zoo_cell("aspp"))
     assert study.main(argv) == 0
     recs = [r for r in fullstudy.read(directory) if r["canonical_hash"] != extra["canonical_hash"]]
     assert len(recs) == 4 * 3 and {(r["task"], r["seed"]) for r in recs} == {("proxy", 0), ("proxy", 1), ("full", 0)}
     # the study's own proxy evaluations are bench records too, with their learning curves
-    grown = [r for r in read_records(bench_dir) if r.get("source") == "study"]
+    grown = [r for r in read_records(bench_dir) if "benchmarks.study" in (r.get("command") or "")]
     assert len(grown) == 4 and all(r["curve"] for r in grown)
+    assert sorted((r["seed"], r["source"]) for r in grown) == [(0, "zoo"), (0, "zoo"), (1, "reseed"), (1, "reseed")]
     assert {(r["canonical_hash"], r["seed"]) for r in grown} == {(r["canonical_hash"], r["seed"]) for r in recs
                                                                    if r["task"] == "proxy" and r["role"] in ("aspp", "top1")}
     assert study.main(argv) == 0 and len(fullstudy.read(directory)) == 12 + 3  # nothing left to do
@@ -198,3 +199,9 @@ def test_workers_without_worker_are_spawned_and_share_the_plan(tmp_path):
     assert len(recs) == 6 * 2 and len({(r["canonical_hash"], r["task"]) for r in recs}) == 12
     shards = [s for s in directory.glob("*.jsonl") if s.stat().st_size]
     assert len(shards) == 2  # one a worker
+
+
+def test_the_bench_hears_how_a_study_cell_was_chosen():
+    assert [study.bench_source(role, 0) for role in ("random", "aspp", "top1", "top", "stratified")] == \
+        ["uniform", "zoo", "zoo", "study", "study"]
+    assert {study.bench_source(role, 2) for role in ("random", "top")} == {"reseed"}
