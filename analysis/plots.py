@@ -425,7 +425,7 @@ def plot_fullstudy(cells: Sequence[Mapping[str, Any]], res: Mapping[str, Any], o
     """The proxy-vs-full study in one figure: per cell, the proxy's mean val mIOU against the full
     task's mean test mIOU (bars: the seeds' range), coloured by role; beside it each predictor's
     Spearman rho with the full task (bootstrap 95% interval) under the full task's seed-vs-seed ceiling."""
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1.3, 1]})
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1.3, 1], "wspace": 0.5})
     data: dict[str, Any] = {"roles": {}}
     for i, role in enumerate(dict.fromkeys(str(c["role"]) for c in cells)):
         mine = [c for c in cells if str(c["role"]) == role]
@@ -457,9 +457,7 @@ def plot_fullstudy(cells: Sequence[Mapping[str, Any]], res: Mapping[str, Any], o
             hi.append(c["high"] - c["estimate"] if math.isfinite(c.get("high", math.nan)) else 0.0)
     y = np.arange(len(names))
     bx.barh(y, est, xerr=[lo, hi], color=["#d62728"] + ["#7f7f7f"] * (len(names) - 1), alpha=0.8, capsize=3)
-    for yy, e in zip(y, est):
-        bx.text(-0.97 if e > 0 else 0.97, yy, f"{e:+.2f}", va="center", ha="left" if e > 0 else "right", fontsize=8)
-    bx.set_yticks(y, names)
+    bx.set_yticks(y, [f"{n} {e:+.2f}" for n, e in zip(names, est)])
     bx.invert_yaxis()
     bx.axvline(0, color="black", lw=0.8)
     ceiling = res.get("seed_spearman", {}).get("full")
