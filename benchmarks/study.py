@@ -11,18 +11,20 @@ of each (hash, task, seed) wins); ``python -m analysis.fullstudy --data DIR`` re
 A proxy evaluation is a DPC-Bench evaluation: a (cell, seed) that the bench directory of the proxy
 config (same config hash on this device, same scene set) already holds is copied into the study,
 not retrained (``from_bench`` names its shard), and one the study trains is appended to the bench
-too, learning curve and all (``bench_source`` says how the cell was chosen). ``python -m benchmarks.study import STORAGE`` adds
-the full-task trials that a storage already holds (e.g. the full task's noise study) where their
-config hash and scene set match.
+too, learning curve and all (``bench_source`` says how the cell was chosen). ``python -m
+benchmarks.study import STORAGE`` adds the full-task trials that a storage already holds (e.g. the
+full task's noise study) where their config hash and scene set match.
 
 Cells (``--cells N``, default 50, plus ASPP and the paper's top-1): up to half from the top quarter
 of the bench by mean val mIOU (role ``top``), the rest drawn evenly over the remaining bench
 (``stratified``: sorted by val, every k-th), and uniform random cells (``random``) where the bench
 holds too few. The plan is written to ``plan.json`` and only grows: a later run with a larger
 ``--cells`` appends cells by the same rule from the bench as it is then; planned cells keep their
-role; ``--plan-from OTHER/plan.json`` starts a new study with another's cells, so two full tasks
-can be compared on the same cells (``analysis.fullstudy --versus``). Order of work: every cell's first proxy seed and first full seed before any second seed, so
-a study cut short is still a study. ``--workers N`` splits the plan between N processes (cells I,
+role. ``--plan-from OTHER/plan.json`` starts a new study with another's cells, so that two full
+tasks can be compared on the same cells (``analysis.fullstudy --versus``).
+
+Order of work: every cell's first proxy seed and first full seed before any second seed, so a
+study cut short is still a study. ``--workers N`` splits the plan between N processes (cells I,
 I+N, ...; one shard each), spawned here, or one per machine or terminal with ``--worker I``.
 """
 from __future__ import annotations
