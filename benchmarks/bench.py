@@ -76,8 +76,9 @@ def read_shard(path: Path) -> list[dict]:
     return out
 
 
-def read_records(directory: "str | Path") -> list[dict]:
-    """All shards of a directory merged; duplicates by (canonical hash, seed) dropped, the earliest date wins."""
+def read_records(directory: "str | Path", with_shards: bool = False) -> list:
+    """All shards of a directory merged; duplicates by (canonical hash, seed) dropped, the earliest date
+    wins. ``with_shards``: (record, shard file name) pairs, for provenance."""
     directory = Path(directory)
     found = []
     for shard in sorted(directory.glob("*.jsonl")):
@@ -85,11 +86,11 @@ def read_records(directory: "str | Path") -> list[dict]:
             found.append((str(rec.get("date", "")), shard.name, i, rec))
     found.sort(key=lambda t: t[:3])
     seen, out = set(), []
-    for *_, rec in found:
+    for _date, shard, _i, rec in found:
         key = (rec["canonical_hash"], int(rec["seed"]))
         if key not in seen:
             seen.add(key)
-            out.append(rec)
+            out.append((rec, shard) if with_shards else rec)
     return out
 
 

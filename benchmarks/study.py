@@ -53,6 +53,7 @@ from .bench import (
     evaluator_device_type,
     load_factory,
     new_shard,
+    read_records,
     read_shard,
     scene_set_key,
     spawn_workers,
@@ -147,14 +148,11 @@ def proxy_record(bench_rec: dict, role: str, bench_shard: str) -> dict[str, Any]
 
 
 def _records_with_shards(directory: Path) -> dict[tuple[str, int], tuple[dict, str]]:
-    """(hash, seed) -> (first record, its shard's path relative to the bench root) of a bench directory."""
-    out: dict[tuple[str, int], tuple[dict, str]] = {}
+    """(hash, seed) -> (record, its shard's path relative to the bench root) of a bench directory."""
     if not directory.is_dir():
-        return out
-    rows = [(r, f"{directory.name}/{shard.name}") for shard in sorted(directory.glob("*.jsonl")) for r in read_shard(shard)]
-    for r, where in sorted(rows, key=lambda t: t[0].get("date") or ""):
-        out.setdefault((r["canonical_hash"], int(r["seed"])), (r, where))
-    return out
+        return {}
+    return {(r["canonical_hash"], int(r["seed"])): (r, f"{directory.name}/{shard}")
+            for r, shard in read_records(directory, with_shards=True)}
 
 
 def load_plan(plan_path: Path, args: argparse.Namespace, ranked: list[tuple[str, float]], command: str) -> Optional[list[dict]]:
