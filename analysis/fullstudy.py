@@ -70,8 +70,9 @@ def mixed(records: list[dict]) -> Optional[str]:
     return None
 
 
-def cells_of(records: list[dict]) -> list[dict]:
-    """Cells with at least one proxy and one full evaluation: proxy val and full test per seed."""
+def cells_of(records: list[dict], complete: bool = True) -> list[dict]:
+    """Cells with at least one proxy and one full evaluation (``complete=False``: every cell seen),
+    proxy val and full test per seed."""
     by: dict[str, dict[str, Any]] = {}
     for r in records:
         c = by.setdefault(r["canonical_hash"], {"hash": r["canonical_hash"], "genome": r["genome"], "role": None,
@@ -84,7 +85,13 @@ def cells_of(records: list[dict]) -> list[dict]:
         value = r["val_miou"] if r["task"] == "proxy" else r.get("test_miou")
         if isinstance(value, (int, float)) and math.isfinite(value):
             c[r["task"]][int(r["seed"])] = float(value)
-    return [c for _, c in sorted(by.items()) if c["proxy"] and c["full"]]
+    return [c for _, c in sorted(by.items()) if not complete or (c["proxy"] and c["full"])]
+
+
+def best_searched(cells: list[dict]) -> Optional[dict]:
+    """The searched (non-reference) cell with the best mean proxy val: the one the paper re-trains."""
+    searched = [c for c in cells if c["role"] not in REFERENCE_ROLES and c["proxy"]]
+    return max(searched, key=lambda c: float(np.mean(list(c["proxy"].values()))), default=None)
 
 
 def seed_spearman(cells: list[dict], task: str) -> float:
@@ -152,9 +159,8 @@ def analyse(records: list[dict], n_resamples: int = 2000) -> dict[str, Any]:
         if np.isfinite(xs).sum() >= 3:
             out[f"{cost}_spearman"] = correlations(xs, full, n_resamples=n_resamples)["spearman"].to_dict()
     aspp = next((c for c in cells if c["role"] == "aspp"), None)
-    searched = [i for i, c in enumerate(cells) if c["role"] not in REFERENCE_ROLES]
-    if aspp is not None and searched:
-        best = cells[max(searched, key=lambda i: proxy[i])]
+    best = best_searched(cells)
+    if aspp is not None and best is not None:
         a, b = list(best["full"].values()), list(aspp["full"].values())
         p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if len(a) >= 2 and len(b) >= 2 else math.nan
         out["best_vs_aspp"] = {"genome": best["genome"], "difference": float(np.mean(a) - np.mean(b)), "p": p,

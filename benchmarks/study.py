@@ -23,8 +23,11 @@ holds too few. The plan is written to ``plan.json`` and only grows: a later run 
 role. ``--plan-from OTHER/plan.json`` starts a new study with another's cells, so that two full
 tasks can be compared on the same cells (``analysis.fullstudy --versus``).
 
-Order of work: every cell's first proxy seed and first full seed before any second seed, so a
-study cut short is still a study. ``--workers N`` splits the plan between N processes (cells I,
+Order of work (``todo``, recomputed after each evaluation from every worker's records): every proxy
+seed first (a sixth of a full evaluation, and the noisier task: the best searched cell is only known
+once its proxy seeds are), then every full seed of ASPP and the proxy's best searched cell (the
+headline test needs two of each), then the full task round by round, every cell's first seed before
+any second, so a study cut short is still a study. ``--workers N`` splits the plan between N processes (cells I,
 I+N, ...; one shard each), spawned here, or one per machine or terminal with ``--worker I``.
 """
 from __future__ import annotations
@@ -40,7 +43,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -114,21 +117,29 @@ def plan(cells: int, ranked: list[tuple[str, float]], seed: int = 0,
 
 
 def todo(cells: list[dict], done: set, proxy_seeds: int, full_seeds: int,
-         worker: int = 0, workers: int = 1) -> list[tuple[dict, str, int]]:
-    """(cell, task, seed) still missing, round by round: every cell's seed 0 (proxy, full) before any
-    seed 1; with ``workers`` > 1 only the plan's cells ``worker``, ``worker + workers``, ..."""
+         worker: int = 0, workers: int = 1, first: Iterable[str] = ()) -> list[tuple[dict, str, int]]:
+    """(cell, task, seed) still missing, the cheapest information first: every proxy seed (a sixth of
+    a full evaluation, and the noisier task), then every full seed of the cells ``first`` names (the
+    headline's ASPP and best searched cell), then the full task round by round (every cell's seed 0
+    before any seed 1). With ``workers`` > 1 only the plan's cells ``worker``, ``worker + workers``, ..."""
     from dpc.genome import Genome
 
-    out = []
-    for s in range(max(proxy_seeds, full_seeds)):
-        for i, c in enumerate(cells):
-            if i % workers != worker:
-                continue
-            h = Genome.parse(c["genome"]).canonical_hash()
-            for task, n in (("proxy", proxy_seeds), ("full", full_seeds)):
-                if s < n and (h, task, s) not in done:
-                    out.append((c, task, s))
-    return out
+    mine = [(c, Genome.parse(c["genome"]).canonical_hash()) for i, c in enumerate(cells) if i % workers == worker]
+    first = set(first)
+    order = ([("proxy", s, c, h) for s in range(proxy_seeds) for c, h in mine]
+             + [("full", s, c, h) for c, h in mine if h in first for s in range(full_seeds)]
+             + [("full", s, c, h) for s in range(full_seeds) for c, h in mine if h not in first])
+    return [(c, task, s) for task, s, c, h in order if (h, task, s) not in done]
+
+
+def headline_cells(records: list[dict], cells: list[dict]) -> list[str]:
+    """Canonical hashes of ASPP and of the proxy's best searched cell so far, the headline test's pair."""
+    from analysis.fullstudy import best_searched, cells_of
+
+    roles = {c["genome"]: c["role"] for c in cells}
+    seen = cells_of([dict(r, role=roles.get(r["genome"], r.get("role"))) for r in records], complete=False)
+    best = best_searched([c for c in seen if c["genome"] in roles])
+    return [c["hash"] for c in seen if c["role"] == "aspp"] + ([best["hash"]] if best else [])
 
 
 def bench_source(role: str, seed: int) -> str:
@@ -226,14 +237,19 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
         copied_scores = zero_cost_records(shard, [c for i, c in enumerate(cells) if i % args.workers == worker],
                                           done, proxy_cfg, key, args.cache_dir)
         print(f"zero-cost scores of {copied_scores} cell(s) written", file=sys.stderr)
-    work = todo(cells, done, args.proxy_seeds, args.full_seeds, worker, args.workers)
+    def pending() -> list[tuple[dict, str, int]]:  # re-read each time: the other workers' records count
+        records = [r for shard in directory.glob("*.jsonl") for r in read_shard(shard)]
+        done = {(r["canonical_hash"], r["task"], int(r["seed"])) for r in records}
+        return todo(cells, done, args.proxy_seeds, args.full_seeds, worker, args.workers,
+                    first=headline_cells(records, cells))
+
+    work = pending()
     deadline = time.time() + args.hours * 3600 if args.hours else math.inf
     print(f"study of {len(cells)} cells in {directory}: {copied} proxy evaluation(s) taken from {bench_dir}, "
           f"{len(work)} evaluations to go; writing {shard.name}", file=sys.stderr)
     n, bench_shard = 0, None
-    for cell, task, seed in work:
-        if time.time() >= deadline or (args.evaluations is not None and n >= args.evaluations):
-            break
+    while work and time.time() < deadline and (args.evaluations is None or n < args.evaluations):
+        cell, task, seed = work[0]
         g = Genome.parse(cell["genome"])
         try:
             if task == "proxy":
@@ -253,7 +269,8 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
         append_record(shard, rec)
         n += 1
         print(f"{task} seed {seed} {cell['role']:<10} {g}: val {rec['val_miou']} test {rec['test_miou']}", file=sys.stderr)
-    print(f"{n} evaluation(s) written; {len(work) - n} to go", file=sys.stderr)
+        work = pending()
+    print(f"{n} evaluation(s) written; {len(work)} to go", file=sys.stderr)
     return 0
 
 

@@ -76,11 +76,15 @@ def test_collect_takes_bench_seeds_resumes_in_rounds_and_the_analysis_reads_it(t
     assert len(copied) == 4 and all(r["val_miou"] == by_hash[(r["canonical_hash"], r["seed"])]["val_miou"] for r in copied)
     assert all(r["from_bench"] == f"{bench_dir.name}/a.jsonl" for r in copied)
     trained = [r for r in recs if r["task"] == "full" or not r["from_bench"].endswith("/a.jsonl")]
-    assert len(trained) == 3 and all(r["seed"] == 0 for r in trained)  # round 0 first
-    assert trained[0]["role"] == "aspp" and trained[0]["genome"] == str(zoo_cell("aspp"))
+    # the proxy's seeds first, round by round (the references are the only cells the bench lacked)
+    assert [(r["task"], r["role"], r["seed"]) for r in trained] == [("proxy", "aspp", 0), ("proxy", "top1", 0),
+                                                                     ("proxy", "aspp", 1)]
+    assert trained[0]["genome"] == str(zoo_cell("aspp"))
     assert study.main(argv) == 0
     recs = [r for r in fullstudy.read(directory) if r["canonical_hash"] != extra["canonical_hash"]]
     assert len(recs) == 4 * 3 and {(r["task"], r["seed"]) for r in recs} == {("proxy", 0), ("proxy", 1), ("full", 0)}
+    # then the headline's pair, ASPP and the proxy's best searched cell (the top cell), before the plan's order
+    assert [r["role"] for r in recs if r["task"] == "full"] == ["aspp", "top", "top1", "stratified"]
     # the study's own proxy evaluations are bench records too, with their learning curves
     grown = [r for r in read_records(bench_dir) if "benchmarks.study" in (r.get("command") or "")]
     assert len(grown) == 4 and all(r["curve"] for r in grown)
@@ -205,3 +209,21 @@ def test_the_bench_hears_how_a_study_cell_was_chosen():
     assert [study.bench_source(role, 0) for role in ("random", "aspp", "top1", "top", "stratified")] == \
         ["uniform", "zoo", "zoo", "study", "study"]
     assert {study.bench_source(role, 2) for role in ("random", "top")} == {"reseed"}
+
+
+def test_todo_orders_proxy_seeds_then_the_headline_pair_then_full_rounds():
+    from dpc.genome import Genome
+
+    cells = study.plan(2, [])  # aspp, top1 and two random cells
+    h = [Genome.parse(c["genome"]).canonical_hash() for c in cells]
+    done = {(h[0], "proxy", 0), (h[1], "full", 0)}
+    order = [(cells.index(c), task, s) for c, task, s in study.todo(cells, done, 2, 2, first=[h[0], h[3]])]
+    assert order[:7] == [(1, "proxy", 0), (2, "proxy", 0), (3, "proxy", 0), (0, "proxy", 1), (1, "proxy", 1),
+                         (2, "proxy", 1), (3, "proxy", 1)]
+    assert order[7:] == [(0, "full", 0), (0, "full", 1), (3, "full", 0), (3, "full", 1), (2, "full", 0),
+                         (1, "full", 1), (2, "full", 1)]
+    assert [cells.index(c) for c, _, _ in study.todo(cells, done, 2, 2, worker=1, workers=2)] == [1, 3, 1, 3, 3, 1, 3]
+    # the best searched cell is the best proxy mean among the plan's non-reference cells, whichever worker wrote it
+    recs = [dict(genome=c["genome"], canonical_hash=h[i], task="proxy", seed=s, val_miou=v)
+            for i, c, s, v in ((0, cells[0], 0, 0.9), (2, cells[2], 0, 0.3), (2, cells[2], 1, 0.5), (3, cells[3], 0, 0.35))]
+    assert study.headline_cells(recs, cells) == [h[0], h[2]]
