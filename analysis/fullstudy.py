@@ -15,10 +15,10 @@ ones); top-k precision; the proxy rank of the full task's winner; the same corre
 FLOPs, synflow and NASWOT; and the paper's question, whether the best searched cell (the best non-reference cell by
 the proxy) beats ASPP on the full task's test split (Welch's t-test over their full-task seeds).
 It ends with the lines ``cells: N``, ``spearman: X.XX [LO, HI]`` and
-``best searched vs aspp (full task, test): +D.DDDD p=P``. ``--json FILE`` writes it all; ``--figure
-FILE`` draws it (the cells' scatter beside each predictor's rho under the noise ceiling); ``--versus
-DIR`` also correlates this study's full task with another study's on their shared cells (the
-CPU-sized full task against the GPU-sized one).
+``best searched vs aspp (full task, test): +D.DDDD p=P``. ``--json FILE`` writes it all,
+``--markdown FILE`` the README's tables; ``--figure FILE`` draws it (the cells' scatter beside each
+predictor's rho under the noise ceiling); ``--versus DIR`` also correlates this study's full task
+with another study's on their shared cells (the CPU-sized full task against the GPU-sized one).
 """
 from __future__ import annotations
 
@@ -220,6 +220,27 @@ def text(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PREDICTOR_NAMES = (("proxy (mean val mIOU)", None), ("params", "params_spearman"), ("FLOPs", "flops_spearman"),
+                   ("synflow", "synflow_spearman"), ("NASWOT", "naswot_spearman"))
+
+
+def markdown(res: dict[str, Any], cells: list[dict]) -> str:
+    """The README's two tables: each predictor's rho vs the full task, then the cells by full-task score."""
+    def ci(c: dict) -> str:
+        return "n/a" if not math.isfinite(c["estimate"]) else f"{c['estimate']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
+
+    rows = ["| predictor of the full task | Spearman rho [95% bootstrap] | cells |", "|---|---|---|"]
+    for name, key in PREDICTOR_NAMES:
+        c = res.get(key) if key else res.get("correlation", {}).get("spearman")
+        if c:
+            rows.append(f"| {name} | {ci(c)} | {c['n']} |")
+    rows += ["", "| role | cell | proxy val (seeds) | full-task test (seeds) |", "|---|---|---|---|"]
+    for c in sorted(cells, key=lambda c: -float(np.mean(list(c["full"].values())))):
+        rows.append(f"| {c['role']} | `{c['genome']}` | {np.mean(list(c['proxy'].values())):.4f} ({len(c['proxy'])}) | "
+                    f"{np.mean(list(c['full'].values())):.4f} ({len(c['full'])}) |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.fullstudy", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="study/records", help="folder of the study's *.jsonl records (default study/records)")
@@ -228,6 +249,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--versus", default=None, metavar="DIR",
                    help="another full task's study directory: how alike the two rank their shared cells")
     p.add_argument("--figure", default=None, help="draw the study here (.png and .svg; analysis.plots.plot_fullstudy)")
+    p.add_argument("--markdown", default=None, help="write the README's tables here (predictors, then cells)")
     args = p.parse_args(argv)
     if not Path(args.data).is_dir():
         p.error(f"{args.data} is not a directory (the study's records live in study/records)")
@@ -252,6 +274,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         plot_fullstudy(cells_of(records), res, args.figure)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(res, cells_of(records)))
     return 0
 
 

@@ -38,7 +38,7 @@ def make(tmp_path, related=True, n=16, seed=0):
 def test_a_faithful_proxy_correlates_and_the_contract_lines_are_printed(tmp_path, capsys):
     d = make(tmp_path)
     assert fullstudy.main(["--data", str(d), "--n-resamples", "300", "--json", str(tmp_path / "r.json"),
-                           "--figure", str(tmp_path / "fig")]) == 0
+                           "--figure", str(tmp_path / "fig"), "--markdown", str(tmp_path / "t.md")]) == 0
     assert (tmp_path / "fig.png").stat().st_size > 10_000 and (tmp_path / "fig.svg").exists()
     out = capsys.readouterr().out.splitlines()
     res = json.loads((tmp_path / "r.json").read_text())
@@ -57,6 +57,12 @@ def test_a_faithful_proxy_correlates_and_the_contract_lines_are_printed(tmp_path
          for c in fullstudy.cells_of(fullstudy.read(d))]))]["genome"]
     assert bv["difference"] == pytest.approx(np.mean(bv["best_full_test"]) - np.mean(bv["aspp_full_test"]))
     assert out[-1].startswith("best searched vs aspp (full task, test): +") and "p=" in out[-1]
+    md = (tmp_path / "t.md").read_text().splitlines()
+    assert md[2] == f"| proxy (mean val mIOU) | {rho['estimate']:+.2f} [{rho['low']:+.2f}, {rho['high']:+.2f}] | 16 |"
+    assert md[6] == "| NASWOT | " + "{estimate:+.2f} [{low:+.2f}, {high:+.2f}] | 15 |".format(**res["naswot_spearman"])
+    cells = [line for line in md if line.startswith("| ") and "`" in line]
+    full = [float(line.split(" | ")[3].split()[0]) for line in cells]
+    assert len(cells) == 16 and full == sorted(full, reverse=True) and all(line.endswith("(2) |") for line in cells)
 
 
 def test_an_unrelated_full_task_gives_an_interval_around_zero(tmp_path):
