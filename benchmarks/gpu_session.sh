@@ -47,7 +47,7 @@ step prepare 25 "$PY" -m proxy.evaluate weak --config "$CONFIG"  # the cache is 
 cp -r study/records "$OUT/study-records" 2>/dev/null || mkdir -p "$OUT/study-records"
 cp -r bench/records "$OUT/bench-records" 2>/dev/null || mkdir -p "$OUT/bench-records"
 PLAN=$(ls study/records/full-cpu-frozen-*/plan.json 2>/dev/null | head -n 1)
-if [ -n "$PLAN" ]; then STUDY_CELLS=(--cells 0 --plan-from "$PLAN"); else STUDY_CELLS=(); fi
+if [ -n "$PLAN" ]; then STUDY_CELLS=(--cells 0 --plan-from "$PLAN" --first full); else STUDY_CELLS=(); fi
 step study 165 "$PY" -m benchmarks.study collect --config "$CONFIG" --full-config "$CONFIG" --hours 0.04 \
     --workers "${STUDY_WORKERS:-4}" "${STUDY_CELLS[@]}" --data "$OUT/study-records" --bench "$OUT/bench-records"
 for d in "$OUT"/study-records/*/; do

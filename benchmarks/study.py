@@ -27,7 +27,8 @@ Order of work (``todo``, recomputed after each evaluation from every worker's re
 seed first (a sixth of a full evaluation, and the noisier task: the best searched cell is only known
 once its proxy seeds are), then every full seed of ASPP and the proxy's best searched cell (the
 headline test needs two of each), then the full task round by round, every cell's first seed before
-any second, so a study cut short is still a study. ``--workers N`` splits the plan between N processes (cells I,
+any second, so a study cut short is still a study; ``--first full`` puts the proxy last (a GPU's
+second full task on the CPU study's plan). ``--workers N`` splits the plan between N processes (cells I,
 I+N, ...; one shard each), spawned here, or one per machine or terminal with ``--worker I``.
 """
 from __future__ import annotations
@@ -117,18 +118,22 @@ def plan(cells: int, ranked: list[tuple[str, float]], seed: int = 0,
 
 
 def todo(cells: list[dict], done: set, proxy_seeds: int, full_seeds: int,
-         worker: int = 0, workers: int = 1, first: Iterable[str] = ()) -> list[tuple[dict, str, int]]:
+         worker: int = 0, workers: int = 1, first: Iterable[str] = (),
+         proxy_first: bool = True) -> list[tuple[dict, str, int]]:
     """(cell, task, seed) still missing, the cheapest information first: every proxy seed (a sixth of
     a full evaluation, and the noisier task), then every full seed of the cells ``first`` names (the
     headline's ASPP and best searched cell), then the full task round by round (every cell's seed 0
-    before any seed 1). With ``workers`` > 1 only the plan's cells ``worker``, ``worker + workers``, ..."""
+    before any seed 1); ``proxy_first=False`` puts the proxy last (a second full task on a known plan,
+    where the full seeds are the point). With ``workers`` > 1 only the plan's cells ``worker``,
+    ``worker + workers``, ..."""
     from dpc.genome import Genome
 
     mine = [(c, Genome.parse(c["genome"]).canonical_hash()) for i, c in enumerate(cells) if i % workers == worker]
     first = set(first)
-    order = ([("proxy", s, c, h) for s in range(proxy_seeds) for c, h in mine]
-             + [("full", s, c, h) for c, h in mine if h in first for s in range(full_seeds)]
-             + [("full", s, c, h) for s in range(full_seeds) for c, h in mine if h not in first])
+    proxy = [("proxy", s, c, h) for s in range(proxy_seeds) for c, h in mine]
+    full = ([("full", s, c, h) for c, h in mine if h in first for s in range(full_seeds)]
+            + [("full", s, c, h) for s in range(full_seeds) for c, h in mine if h not in first])
+    order = proxy + full if proxy_first else full + proxy
     return [(c, task, s) for task, s, c, h in order if (h, task, s) not in done]
 
 
@@ -241,7 +246,7 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
         records = [r for shard in directory.glob("*.jsonl") for r in read_shard(shard)]
         done = {(r["canonical_hash"], r["task"], int(r["seed"])) for r in records}
         return todo(cells, done, args.proxy_seeds, args.full_seeds, worker, args.workers,
-                    first=headline_cells(records, cells))
+                    first=headline_cells(records, cells), proxy_first=args.first == "proxy")
 
     work = pending()
     deadline = time.time() + args.hours * 3600 if args.hours else math.inf
@@ -397,6 +402,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--cells", type=int, default=50, help="cells besides ASPP and top-1 (default 50)")
     c.add_argument("--proxy-seeds", type=int, default=3, help="proxy seeds per cell (default 3)")
     c.add_argument("--full-seeds", type=int, default=2, help="full-task seeds per cell (default 2)")
+    c.add_argument("--first", choices=("proxy", "full"), default="proxy",
+                   help="which task's seeds come first (default proxy: a sixth of the cost, and it picks the headline's "
+                        "best searched cell; full for a second full task on a known plan, --plan-from)")
     c.add_argument("--hours", type=float, default=None, help="stop starting evaluations after this long")
     c.add_argument("--evaluations", type=int, default=None, help="stop after this many")
     c.add_argument("--bench", default=DEFAULT_DATA, help="DPC-Bench records to pick cells from (default bench/records)")

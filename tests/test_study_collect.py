@@ -223,6 +223,9 @@ def test_todo_orders_proxy_seeds_then_the_headline_pair_then_full_rounds():
     assert order[7:] == [(0, "full", 0), (0, "full", 1), (3, "full", 0), (3, "full", 1), (2, "full", 0),
                          (1, "full", 1), (2, "full", 1)]
     assert [cells.index(c) for c, _, _ in study.todo(cells, done, 2, 2, worker=1, workers=2)] == [1, 3, 1, 3, 3, 1, 3]
+    full_first = [(cells.index(c), task, s) for c, task, s in study.todo(cells, done, 2, 2, first=[h[0], h[3]],
+                                                                          proxy_first=False)]
+    assert full_first == order[7:] + order[:7]
     # the best searched cell is the best proxy mean among the plan's non-reference cells, whichever worker wrote it
     recs = [dict(genome=c["genome"], canonical_hash=h[i], task="proxy", seed=s, val_miou=v)
             for i, c, s, v in ((0, cells[0], 0, 0.9), (2, cells[2], 0, 0.3), (2, cells[2], 1, 0.5), (3, cells[3], 0, 0.35))]
