@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from .load import AnalysisError, TrialRecord, best_complete, load_experiment_searches, load_study, read_storage
-from .stats import METHODS, correlations, top_k_precision
+from .stats import METHODS, PAPER_SPEARMAN, correlations, top_k_precision
 
 log = logging.getLogger(__name__)
 
 GROUPS = ("top", "random", "all")
-PAPER_NOTE = "paper: Spearman rho = 0.46 between proxy and full task on its top 50 cells"
+PAPER_NOTE = f"paper: Spearman rho = {PAPER_SPEARMAN} between proxy and full task on its top 50 cells"
 
 
 def select_cells(records: list[TrialRecord], top: int, random: int, seed: int = 0) -> tuple[list[TrialRecord], list[TrialRecord]]:

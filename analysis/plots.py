@@ -424,7 +424,10 @@ ROLE_COLOURS = {"aspp": "#9467bd", "top1": "#8c564b", "top": "#d62728", "stratif
 def plot_fullstudy(cells: Sequence[Mapping[str, Any]], res: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
     """The proxy-vs-full study in one figure: per cell, the proxy's mean val mIOU against the full
     task's mean test mIOU (bars: the seeds' range), coloured by role; beside it each predictor's
-    Spearman rho with the full task (bootstrap 95% interval) under the full task's seed-vs-seed ceiling."""
+    Spearman rho with the full task (bootstrap 95% interval) under the full task's seed-vs-seed ceiling,
+    beside the paper's rho."""
+    from .stats import PAPER_SPEARMAN
+
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1.3, 1], "wspace": 0.5})
     data: dict[str, Any] = {"roles": {}}
     for i, role in enumerate(dict.fromkeys(str(c["role"]) for c in cells)):
@@ -463,7 +466,8 @@ def plot_fullstudy(cells: Sequence[Mapping[str, Any]], res: Mapping[str, Any], o
     ceiling = res.get("seed_spearman", {}).get("full")
     if ceiling is not None and math.isfinite(ceiling):
         bx.axvline(ceiling, color="#2ca02c", ls="--", lw=1.2, label=f"full task seed vs seed ({ceiling:.2f})")
-        bx.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=7)
+    bx.axvline(PAPER_SPEARMAN, color="#1f77b4", ls=":", lw=1.2, label=f"paper, proxy vs full on its top 50 ({PAPER_SPEARMAN:.2f})")
+    bx.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=7)
     bx.set_xlim(-1, 1)
     bx.set_xlabel("Spearman ρ with the full task (95% bootstrap)")
     bx.set_title("Predictors of the full task")

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 Method = Literal["spearman", "kendall", "pearson"]
 METHODS: tuple[Method, ...] = ("spearman", "kendall", "pearson")
+PAPER_SPEARMAN = 0.46  # Chen et al. 2018: proxy vs full task on their top 50 cells, the yardstick here
 
 
 # -- correlation -------------------------------------------------------------------------
